@@ -1,0 +1,162 @@
+"""Process settings: nested pydantic-settings, env prefix ``VISIONSERVE_``, ``__`` delimiter.
+
+Deployment topology (replicas, resources) lives in serve_config.yaml, not here.
+Every default works on one machine with no server at all (SQLite, local blobs,
+in-process limits).
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MB = 1024 * 1024
+
+
+class S3Settings(BaseModel):
+    """S3-compatible object storage (AWS, MinIO, IBM COS with HMAC keys)."""
+
+    endpoint_url: str | None = None
+    bucket: str = "visionserve"
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    addressing_style: Literal["path", "virtual", "auto"] = "path"
+    create_bucket: bool = False
+    prefix: str = ""
+
+
+class BlobSettings(BaseModel):
+    backend: Literal["local", "s3"] = "local"
+    local_dir: Path | None = None  # default: <home>/blobs
+    s3: S3Settings = S3Settings()
+    url_expiry_s: int = Field(3600, gt=0, le=7 * 24 * 3600)
+
+
+class AuthSettings(BaseModel):
+    # "contract": each surface requires a key exactly when its API contract does;
+    # "all": every surface requires one (production); "off": none (local demos).
+    mode: Literal["contract", "all", "off"] = "contract"
+
+
+class LimitSettings(BaseModel):
+    max_request_bytes: int = Field(50 * MB, gt=0)
+    max_image_pixels: int = Field(64_000_000, gt=0)
+    max_download_bytes: int = Field(50 * MB, gt=0)
+    rate_limit_per_minute: int = Field(60, gt=0)
+
+
+class EgressSettings(BaseModel):
+    """Outbound URLs (image_url, callbacks, webhooks) are checked against this policy."""
+
+    # CIDRs or host names that may be reached even though they are private/loopback.
+    allow: list[str] = []
+    timeout_s: float = Field(20.0, gt=0)
+    max_redirects: int = Field(3, ge=0)
+
+
+class JobSettings(BaseModel):
+    lease_s: float = Field(30.0, gt=0)
+    heartbeat_s: float = Field(5.0, gt=0)
+    poll_s: float = Field(0.5, gt=0)
+    max_attempts: int = Field(3, ge=1)
+    concurrency: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> JobSettings:
+        if self.heartbeat_s >= self.lease_s:
+            raise ValueError("jobs.heartbeat_s must be shorter than jobs.lease_s")
+        return self
+
+
+class WebhookSettings(BaseModel):
+    max_attempts: int = Field(8, ge=1)
+    backoff_base_s: float = Field(2.0, gt=0)
+    backoff_max_s: float = Field(600.0, gt=0)
+    timeout_s: float = Field(10.0, gt=0)
+    default_secret: str | None = None
+
+
+class Settings(BaseSettings):
+    """All process settings. Read once per process through :func:`get_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VISIONSERVE_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    home: Path = Path("var")
+    database_url: str | None = None  # default: sqlite:///<home>/visionserve.db
+    redis_url: str | None = None
+    model_home: Path | None = None  # default: <home>/models
+    public_url: str = "http://127.0.0.1:8000"
+    secret_key: str | None = None  # default: generated once into <home>/secret_key
+    blobs: BlobSettings = BlobSettings()
+    auth: AuthSettings = AuthSettings()
+    limits: LimitSettings = LimitSettings()
+    egress: EgressSettings = EgressSettings()
+    jobs: JobSettings = JobSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+
+    @model_validator(mode="after")
+    def _resolve_paths(self) -> Settings:
+        # Absolute paths, so that every Ray worker (whatever its cwd) sees the same files.
+        self.home = self.home.expanduser().resolve()
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{self.home / 'visionserve.db'}"
+        if self.model_home is None:
+            self.model_home = self.home / "models"
+        self.model_home = self.model_home.expanduser().resolve()
+        if self.blobs.local_dir is None:
+            self.blobs.local_dir = self.home / "blobs"
+        self.blobs.local_dir = self.blobs.local_dir.expanduser().resolve()
+        if self.blobs.backend == "s3" and not self.blobs.s3.bucket:
+            raise ValueError("blobs.s3.bucket is required when blobs.backend is 's3'")
+        return self
+
+    @property
+    def signing_key(self) -> bytes:
+        """Key for signed blob URLs; generated once per home so all replicas share it."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.home / "secret_key"
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{secrets.token_hex(4)}")
+            tmp.write_text(secrets.token_hex(32))
+            tmp.chmod(0o600)
+            try:
+                tmp.link(path)  # atomic: the first writer wins
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        return path.read_text().strip().encode()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()
+
+
+def settings_from(overrides: dict[str, Any] | None) -> Settings:
+    """Settings from the environment with explicit overrides (app args win)."""
+    if not overrides:
+        return get_settings()
+    base = get_settings().model_dump()
+    return Settings.model_validate(_deep_merge(base, overrides))
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

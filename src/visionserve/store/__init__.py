@@ -1,0 +1,1 @@
+"""Durable state: records (SQLAlchemy), blobs, the job queue, idempotency and limits."""
