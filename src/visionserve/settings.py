@@ -7,6 +7,7 @@ in-process limits).
 
 from __future__ import annotations
 
+import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -130,7 +131,7 @@ class Settings(BaseSettings):
             tmp.write_text(secrets.token_hex(32))
             tmp.chmod(0o600)
             try:
-                tmp.link(path)  # atomic: the first writer wins
+                os.link(tmp, path)  # atomic: the first writer wins
             except FileExistsError:
                 pass
             finally:

@@ -58,15 +58,15 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=None)
 def engine_for(url: str) -> Engine:
-    """One engine per URL per process."""
+    """One engine per URL per process, migrated to head on first use (never evicted)."""
     engine = make_engine(url)
     migrate(engine)
     return engine
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=None)
 def _sessionmaker(url: str) -> sessionmaker[Session]:
     return sessionmaker(engine_for(url), expire_on_commit=False)
 

@@ -1,0 +1,1 @@
+"""The HTTP ingress: a FastAPI app factory with one sub-application per surface."""

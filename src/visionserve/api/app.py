@@ -1,0 +1,124 @@
+"""The ingress app factory: platform routes plus one mounted sub-app per surface."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
+
+from visionserve import __version__
+from visionserve.api.context import AppContext
+from visionserve.api.middleware import ErrorRenderer, RequestContextMiddleware
+from visionserve.api.surface import Surface, build_surface_app
+from visionserve.errors import Forbidden, NotFound, VisionServeError
+from visionserve.store.blobs import LocalBlobStore
+from visionserve.store.db import engine_for
+
+log = logging.getLogger(__name__)
+
+
+def render_platform_error(err: VisionServeError, request_id: str) -> JSONResponse:
+    """Platform routes (health, blobs, admin) answer ``{"detail", "code"}``."""
+    return JSONResponse(
+        {"detail": err.message, "code": err.code, "request_id": request_id},
+        status_code=err.status,
+    )
+
+
+def create_app(ctx: AppContext, surfaces: Iterable[Surface]) -> FastAPI:
+    """Build the ingress ASGI app.
+
+    Args:
+        ctx: services shared by every route (settings, stores, Serve handles).
+        surfaces: the enabled product surfaces; each is mounted at its ``mount``.
+    """
+    surfaces = sorted(surfaces, key=lambda s: len(s.mount), reverse=True)
+    app = FastAPI(
+        title="VisionServe",
+        version=__version__,
+        description="Platform routes. Each surface has its own docs at <mount>/docs.",
+    )
+    app.state.ctx = ctx
+
+    def renderer_for(path: str) -> ErrorRenderer:
+        for surface in surfaces:
+            if path == surface.mount or path.startswith(surface.mount + "/"):
+                return surface.render_error
+        return render_platform_error
+
+    @app.exception_handler(VisionServeError)
+    async def _known(request: Request, exc: VisionServeError) -> Response:
+        rid = request.scope.get("state", {}).get("request_id", "-")
+        return render_platform_error(exc, rid)
+
+    @app.get("/health", tags=["platform"])
+    async def health() -> dict[str, object]:
+        """Liveness: the ingress answers; lists every deployment's Serve state."""
+        deployments = await ctx.cluster_status()
+        degraded = any(state != "HEALTHY" for state in deployments.values())
+        return {
+            "status": "degraded" if degraded else "ok",
+            "version": __version__,
+            "surfaces": {s.name: s.mount for s in surfaces},
+            "deployments": deployments,
+        }
+
+    @app.get("/ready", tags=["platform"])
+    async def ready() -> JSONResponse:
+        """Readiness: database and blob store reachable, every deployment healthy."""
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.to_thread(_ping_database, ctx.database_url)
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"error: {type(exc).__name__}"
+        try:
+            await asyncio.to_thread(ctx.blobs.exists, "_ready/probe")
+            checks["blobs"] = "ok"
+        except Exception as exc:
+            checks["blobs"] = f"error: {type(exc).__name__}"
+        deployments = await ctx.cluster_status()
+        for name, state in deployments.items():
+            checks[f"deployment:{name}"] = "ok" if state == "HEALTHY" else state.lower()
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    @app.get(
+        "/blobs/{key:path}",
+        tags=["platform"],
+        responses={200: {"content": {"application/octet-stream": {}}}},
+    )
+    async def blob(
+        key: str,
+        expires: int = Query(...),
+        sig: str = Query(..., max_length=128),
+    ) -> Response:
+        """Serve a local blob through a signed, expiring URL (S3 blobs use presigned URLs)."""
+        store = ctx.blobs
+        if not isinstance(store, LocalBlobStore):
+            raise NotFound("blobs are served by the object store")
+        store.signer.verify(key, expires, sig)
+        try:
+            data = await asyncio.to_thread(store.get, key)
+        except NotFound:
+            raise Forbidden("invalid or expired URL") from None
+        return Response(data, media_type=store.content_type(key) or "application/octet-stream")
+
+    for surface in surfaces:
+        app.mount(surface.mount, build_surface_app(surface, ctx), name=surface.name)
+
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=ctx.settings.limits.max_request_bytes,
+        renderer_for=renderer_for,
+    )
+    return app
+
+
+def _ping_database(url: str) -> None:
+    with engine_for(url).connect() as conn:
+        conn.execute(text("SELECT 1"))

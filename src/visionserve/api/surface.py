@@ -1,0 +1,247 @@
+"""A product surface: a FastAPI sub-application with its contract's conventions.
+
+Each surface owns its mount, its error body format, whether it requires an API key,
+its rate limit and whether it honours ``Idempotency-Key``. The platform builds the
+sub-app from this description so every surface gets the same auth, limits, request
+ids and error mapping, each rendered in its own contract's format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from visionserve.api.context import AppContext
+from visionserve.api.middleware import ErrorRenderer, add_response_headers, state
+from visionserve.errors import (
+    BadRequest,
+    NotFound,
+    RateLimited,
+    ServiceUnavailable,
+    Unauthorized,
+    VisionServeError,
+)
+from visionserve.store.idempotency import IdempotencyMiddleware
+from visionserve.store.keys import KeyInfo
+
+log = logging.getLogger(__name__)
+
+RouterFactory = Callable[[AppContext], APIRouter]
+
+
+@dataclass(frozen=True)
+class Surface:
+    """How one product surface is served; see ``visionserve.api.surfaces``."""
+
+    name: str
+    mount: str
+    title: str
+    render_error: ErrorRenderer
+    routers: tuple[RouterFactory, ...] = ()
+    requires_key: bool = False
+    rate_limit_per_minute: int | None = None
+    idempotency: bool = False
+    # Status for malformed request bodies: 422 in most contracts, 400 in some.
+    validation_status: int = 422
+    description: str = ""
+    job_modules: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: an API key, or anonymous where the surface allows it."""
+
+    key: KeyInfo | None
+
+    @property
+    def id(self) -> str:
+        return self.key.id if self.key else "anonymous"
+
+
+def get_context(request: Request) -> AppContext:
+    return request.app.state.ctx
+
+
+def get_principal(request: Request) -> Principal:
+    return request.scope["state"]["principal"]
+
+
+Ctx = Annotated[AppContext, Depends(get_context)]
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def build_surface_app(surface: Surface, ctx: AppContext) -> Any:
+    """The ASGI app mounted at ``surface.mount``."""
+    app = FastAPI(
+        title=f"VisionServe {surface.title}",
+        description=surface.description,
+        version="1.0.0",
+        dependencies=[Depends(_guard(surface))],
+    )
+    app.state.ctx = ctx
+    app.state.surface = surface
+    for factory in surface.routers:
+        app.include_router(factory(ctx))
+    _install_error_handlers(app, surface)
+    if surface.idempotency:
+        return IdempotencyMiddleware(
+            app,
+            store=ctx.idempotency,
+            on_error=lambda scope, status, code, message: surface.render_error(
+                _error(status, code, message), state(scope).get("request_id", "-")
+            ),
+        )
+    return app
+
+
+def _error(status: int, code: str, message: str) -> VisionServeError:
+    err = VisionServeError(message, code=code)
+    err.status = status
+    return err
+
+
+def requires_key(surface: Surface, ctx: AppContext) -> bool:
+    mode = ctx.settings.auth.mode
+    return mode == "all" or (mode == "contract" and surface.requires_key)
+
+
+def _guard(surface: Surface) -> Callable[..., Any]:
+    """Authenticate, then apply the per-key rate limit; runs before every route."""
+
+    async def guard(request: Request) -> None:
+        ctx: AppContext = request.app.state.ctx
+        key = await _authenticate(request, ctx, required=requires_key(surface, ctx))
+        principal = Principal(key)
+        request.scope["state"]["principal"] = principal
+        limit = (
+            (key.rate_limit_per_minute if key else None)
+            or surface.rate_limit_per_minute
+            or ctx.settings.limits.rate_limit_per_minute
+        )
+        client = request.client.host if request.client else "unknown"
+        bucket = f"{surface.name}:{principal.id if key else 'ip:' + client}"
+        decision = await ctx.rate_limiter.hit(bucket, limit)
+        add_response_headers(request.scope, decision.headers())
+        if not decision.allowed:
+            raise RateLimited("Rate limit exceeded", code="rate_limit_exceeded")
+
+    return guard
+
+
+async def _authenticate(request: Request, ctx: AppContext, *, required: bool) -> KeyInfo | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        if required:
+            raise Unauthorized("Missing API key: send 'Authorization: Bearer <key>'")
+        return None
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Malformed Authorization header: expected 'Bearer <key>'")
+    try:
+        return await asyncio.to_thread(ctx.keys.authenticate, token.strip())
+    except Unauthorized:
+        if required:
+            raise
+        return None  # a surface without auth ignores a stale key rather than failing
+
+
+def _install_error_handlers(app: FastAPI, surface: Surface) -> None:
+    render = surface.render_error
+
+    def rid(request: Request) -> str:
+        return request.scope.get("state", {}).get("request_id", "-")
+
+    @app.exception_handler(VisionServeError)
+    async def _known(request: Request, exc: VisionServeError) -> Response:
+        if exc.status >= 500:
+            log.error("%s: %s", exc.code, exc.message)
+        response = render(exc, rid(request))
+        response.headers.update(exc.headers)
+        if exc.status == 429 and "Retry-After" not in response.headers:
+            response.headers["Retry-After"] = "60"
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = f"{where}: {first.get('msg', 'invalid request')}" if where else first.get(
+            "msg", "invalid request"
+        )
+        err = BadRequest(
+            message,
+            details={
+                "field": where or None,
+                "errors": [
+                    {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+                    for e in errors
+                ],
+            },
+        )
+        err.status = surface.validation_status
+        return render(err, rid(request))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        err: VisionServeError
+        if exc.status_code == 404:
+            err = NotFound("Not Found")
+        else:
+            err = _error(exc.status_code, "http_error", str(exc.detail))
+        return render(err, rid(request))
+
+    app.add_middleware(LastResortMiddleware, render=render)
+
+
+class LastResortMiddleware:
+    """Turns an unhandled exception into the surface's 500 (or 503 for back-pressure).
+
+    Sits inside Starlette's ServerErrorMiddleware, so the exception is logged once
+    here and internals never reach the client.
+    """
+
+    def __init__(self, app: Any, render: ErrorRenderer) -> None:
+        self.app = app
+        self.render = render
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                raise
+            err: VisionServeError
+            if _is_backpressure(exc):
+                err = ServiceUnavailable(
+                    "The cluster is at capacity; retry shortly", headers={"Retry-After": "1"}
+                )
+            else:
+                log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+                err = VisionServeError("Internal server error")
+            response = self.render(err, state(scope).get("request_id", "-"))
+            response.headers.update(err.headers)
+            await response(scope, receive, send)
+
+
+def _is_backpressure(exc: Exception) -> bool:
+    """Serve's queue-full errors, without importing Ray in the library."""
+    return type(exc).__name__ in {"BackPressureError", "DeploymentUnavailableError"}

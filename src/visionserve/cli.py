@@ -1,0 +1,57 @@
+"""``visionserve`` command line: API keys and database migrations."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from visionserve.settings import get_settings
+from visionserve.store.db import engine_for
+from visionserve.store.keys import KeyStore
+
+app = typer.Typer(help="VisionServe administration.", no_args_is_help=True)
+keys = typer.Typer(help="Manage bearer API keys.", no_args_is_help=True)
+db = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(keys, name="keys")
+app.add_typer(db, name="db")
+
+
+def _store() -> KeyStore:
+    return KeyStore(str(get_settings().database_url))
+
+
+@keys.command("create")
+def keys_create(
+    name: str = typer.Option(..., "--name", "-n", help="Who or what the key is for."),
+    rate_limit: int | None = typer.Option(None, help="Requests per minute (default: settings)."),
+) -> None:
+    """Create a key and print it once (it is stored hashed)."""
+    token, info = _store().create(name, rate_limit)
+    typer.echo(json.dumps({"id": info.id, "name": info.name, "key": token}))
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List keys (never their secrets)."""
+    for info in _store().list():
+        state = "revoked" if info.revoked_at else "active"
+        typer.echo(f"{info.id}\t{state}\t{info.created_at:%Y-%m-%d %H:%M}\t{info.name}")
+
+
+@keys.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key by its id (the part after ``vs_``)."""
+    info = _store().revoke(key_id)
+    typer.echo(f"revoked {info.id} ({info.name})")
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply migrations (the cluster also does this at start-up)."""
+    engine_for(str(get_settings().database_url))
+    typer.echo("database is at head")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,254 @@
+"""The durable job queue: the ``jobs`` table itself.
+
+A job is a committed row before any 202 is sent. Workers claim a job with a lease
+(``lease_owner`` + ``lease_expires_at``) and extend it with heartbeats; a job whose
+lease expired (its worker died) is claimed again by another worker, up to
+``max_attempts``. Every transition is a conditional UPDATE on the lease owner, so a
+worker that lost its lease can never complete, fail or overwrite a job: a job
+finishes exactly once. PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``; SQLite
+serialises writers with ``BEGIN IMMEDIATE`` (see ``store.db``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from visionserve.errors import Conflict, NotFound
+from visionserve.settings import JobSettings
+from visionserve.store.db import session_scope
+from visionserve.store.records import Job, utcnow
+
+log = logging.getLogger(__name__)
+
+QUEUED, PROCESSING, COMPLETED, FAILED, CANCELLED = (
+    "queued",
+    "processing",
+    "completed",
+    "failed",
+    "cancelled",
+)
+TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
+
+# Called inside the transaction that makes a job terminal (webhook outbox rows).
+TerminalHook = Callable[[Session, Job], None]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What a worker needs to run a job it holds the lease of."""
+
+    id: str
+    surface: str
+    kind: str
+    payload: dict[str, Any]
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Beat:
+    """Heartbeat answer: whether the lease is still ours and whether cancel was asked."""
+
+    owned: bool
+    cancel_requested: bool
+
+
+def enqueue(
+    session: Session,
+    *,
+    surface: str,
+    kind: str,
+    payload: dict[str, Any],
+    settings: JobSettings,
+    job_id: str | None = None,
+    owner_key_id: str | None = None,
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+) -> Job:
+    """Add a queued job to ``session``; it is durable when the caller commits."""
+    job = Job(
+        surface=surface,
+        kind=kind,
+        payload=payload,
+        owner_key_id=owner_key_id,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+        max_attempts=settings.max_attempts,
+    )
+    if job_id:
+        job.id = job_id
+    session.add(job)
+    session.flush()
+    return job
+
+
+class JobQueue:
+    """Claim, heartbeat and finish jobs. Thread-safe; one instance per process is enough."""
+
+    def __init__(
+        self,
+        database_url: str,
+        settings: JobSettings,
+        on_terminal: TerminalHook | None = None,
+    ) -> None:
+        self.database_url = database_url
+        self.settings = settings
+        self.on_terminal = on_terminal
+
+    def _lease_until(self) -> datetime:
+        return utcnow() + timedelta(seconds=self.settings.lease_s)
+
+    def claim(self, worker_id: str, kinds: list[str] | None = None) -> Claimed | None:
+        """Take the oldest runnable job (queued, or processing with an expired lease)."""
+        now = utcnow()
+        with session_scope(self.database_url) as s:
+            while True:
+                query = (
+                    select(Job)
+                    .where(
+                        or_(
+                            (Job.status == QUEUED) & (Job.run_after <= now),
+                            (Job.status == PROCESSING) & (Job.lease_expires_at < now),
+                        )
+                    )
+                    .order_by(Job.created_at)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                )
+                if kinds is not None:
+                    query = query.where(Job.kind.in_(kinds))
+                job = s.scalars(query).first()
+                if job is None:
+                    return None
+                if job.status == PROCESSING and job.attempts >= job.max_attempts:
+                    # Its workers kept dying: stop retrying a job that kills workers.
+                    self._finish(
+                        s,
+                        job,
+                        FAILED,
+                        error=f"worker lost {job.attempts} times; giving up",
+                        code="worker_lost",
+                    )
+                    continue
+                if job.status == PROCESSING:
+                    log.warning("re-claiming job %s after its lease expired", job.id)
+                if job.cancel_requested:
+                    self._finish(s, job, CANCELLED, error="cancelled", code="cancelled")
+                    continue
+                job.status = PROCESSING
+                job.lease_owner = worker_id
+                job.lease_expires_at = self._lease_until()
+                job.attempts += 1
+                job.started_at = job.started_at or now
+                return Claimed(job.id, job.surface, job.kind, dict(job.payload), job.attempts)
+
+    def heartbeat(
+        self,
+        job_id: str,
+        worker_id: str,
+        progress: float | None = None,
+        message: str | None = None,
+    ) -> Beat:
+        """Extend the lease and record progress; tells whether the job is still ours."""
+        values: dict[str, Any] = {"lease_expires_at": self._lease_until(), "updated_at": utcnow()}
+        if progress is not None:
+            values["progress"] = max(0.0, min(1.0, progress))
+        if message is not None:
+            values["message"] = message
+        with session_scope(self.database_url) as s:
+            owned = s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.lease_owner == worker_id, Job.status == PROCESSING)
+                .values(**values)
+            ).rowcount
+            cancel = s.scalar(select(Job.cancel_requested).where(Job.id == job_id))
+        return Beat(owned=bool(owned), cancel_requested=bool(cancel))
+
+    def complete(self, job_id: str, worker_id: str, result: dict[str, Any]) -> bool:
+        return self._finish_owned(job_id, worker_id, COMPLETED, result=result)
+
+    def fail(self, job_id: str, worker_id: str, error: str, code: str = "failed") -> bool:
+        return self._finish_owned(job_id, worker_id, FAILED, error=error, code=code)
+
+    def mark_cancelled(self, job_id: str, worker_id: str) -> bool:
+        return self._finish_owned(job_id, worker_id, CANCELLED, error="cancelled", code="cancelled")
+
+    def release(self, job_id: str, worker_id: str) -> None:
+        """Give a job back to the queue (worker shutting down) without using an attempt."""
+        with session_scope(self.database_url) as s:
+            s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.lease_owner == worker_id, Job.status == PROCESSING)
+                .values(
+                    status=QUEUED,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    attempts=Job.attempts - 1,
+                )
+            )
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a queued job at once; ask a running one to stop (its worker sees it)."""
+        with session_scope(self.database_url) as s:
+            job = s.get(Job, job_id, with_for_update=True)
+            if job is None:
+                raise NotFound(f"job {job_id} not found")
+            if job.status in TERMINAL:
+                raise Conflict(f"job {job_id} is already {job.status}")
+            if job.status == QUEUED:
+                self._finish(s, job, CANCELLED, error="cancelled", code="cancelled")
+            else:
+                job.cancel_requested = True
+            s.flush()
+            s.expunge(job)
+            return job
+
+    def get(self, job_id: str) -> Job:
+        with session_scope(self.database_url) as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                raise NotFound(f"job {job_id} not found")
+            s.expunge(job)
+            return job
+
+    def _finish_owned(self, job_id: str, worker_id: str, status: str, **fields: Any) -> bool:
+        with session_scope(self.database_url) as s:
+            job = s.scalars(
+                select(Job)
+                .where(Job.id == job_id, Job.lease_owner == worker_id, Job.status == PROCESSING)
+                .with_for_update()
+            ).first()
+            if job is None:
+                log.warning("job %s: lease lost before it could be marked %s", job_id, status)
+                return False
+            self._finish(s, job, status, **fields)
+            return True
+
+    def _finish(
+        self,
+        s: Session,
+        job: Job,
+        status: str,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        job.status = status
+        job.result = result
+        job.error = error
+        job.error_code = code if status != COMPLETED else None
+        job.lease_owner = None
+        job.lease_expires_at = None
+        job.finished_at = utcnow()
+        if status == COMPLETED:
+            job.progress = 1.0
+        s.flush()
+        if self.on_terminal is not None:
+            self.on_terminal(s, job)

@@ -1,0 +1,221 @@
+"""Job kinds and the worker loop that runs them (Ray-free; the Serve deployment owns one).
+
+Surfaces register their job kinds with :func:`job_kind`; the worker claims jobs from
+the durable queue, runs the handler beside a heartbeat that keeps the lease alive,
+and stops the handler when the job is cancelled or the lease is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from visionserve.errors import JobCancelled, VisionServeError
+from visionserve.store.queue import Claimed, JobQueue
+from visionserve.store.records import Job
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["JobContext"], Awaitable[dict[str, Any]]]
+PayloadBuilder = Callable[[Job], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A kind of job: its handler and, optionally, the webhook body its contract wants."""
+
+    name: str
+    handler: Handler
+    webhook_payload: PayloadBuilder | None = None
+
+
+REGISTRY: dict[str, JobKind] = {}
+
+
+def job_kind(
+    name: str, *, webhook_payload: PayloadBuilder | None = None
+) -> Callable[[Handler], Handler]:
+    """Register an async handler for the job kind ``name`` (e.g. ``"cutout.shotgun"``)."""
+
+    def register(handler: Handler) -> Handler:
+        REGISTRY[name] = JobKind(name, handler, webhook_payload)
+        return handler
+
+    return register
+
+
+def load_job_modules(modules: Iterable[str]) -> None:
+    """Import the modules whose ``@job_kind`` decorators fill the registry."""
+    for module in modules:
+        importlib.import_module(module)
+
+
+@dataclass
+class JobContext:
+    """Handed to a handler: its payload, progress reporting and cancellation."""
+
+    job_id: str
+    kind: str
+    payload: dict[str, Any]
+    attempt: int
+    services: dict[str, Any] = field(default_factory=dict)
+    _progress: float | None = None
+    _message: str | None = None
+    cancelled: bool = False
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Record progress (0..1); the next heartbeat stores it."""
+        self._progress = fraction
+        if message is not None:
+            self._message = message
+
+    def raise_if_cancelled(self) -> None:
+        if self.cancelled:
+            raise JobCancelled("job was cancelled")
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    """Claims and runs jobs; ``concurrency`` jobs at a time."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        *,
+        kinds: dict[str, JobKind] | None = None,
+        services: dict[str, Any] | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.queue = queue
+        self.kinds = kinds if kinds is not None else REGISTRY
+        self.services = services or {}
+        self.worker_id = worker_id or default_worker_id()
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self._stopping = asyncio.Event()
+
+    @property
+    def settings(self):  # type: ignore[no-untyped-def]
+        return self.queue.settings
+
+    async def run(self) -> None:
+        """Poll until :meth:`stop`; each free slot claims the next job."""
+        log.info("worker %s started (kinds: %s)", self.worker_id, sorted(self.kinds))
+        while not self._stopping.is_set():
+            claimed = None
+            if len(self.running) < self.settings.concurrency:
+                try:
+                    claimed = await asyncio.to_thread(
+                        self.queue.claim, self.worker_id, sorted(self.kinds)
+                    )
+                except Exception:
+                    log.exception("claim failed; retrying")
+            if claimed is not None:
+                task = asyncio.create_task(self._run_job(claimed))
+                self.running[claimed.id] = task
+                task.add_done_callback(lambda _t, jid=claimed.id: self.running.pop(jid, None))
+                continue  # a slot may still be free: claim again at once
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.poll_s)
+
+    async def stop(self) -> None:
+        """Stop claiming; give running jobs back to the queue for another worker."""
+        self._stopping.set()
+        for job_id, task in list(self.running.items()):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            await asyncio.to_thread(self.queue.release, job_id, self.worker_id)
+
+    async def _run_job(self, claimed: Claimed) -> None:
+        ctx = JobContext(
+            claimed.id, claimed.kind, claimed.payload, claimed.attempt, self.services
+        )
+        kind = self.kinds[claimed.kind]
+        handler = asyncio.create_task(kind.handler(ctx))
+        beat = asyncio.create_task(self._heartbeat(ctx, handler))
+        try:
+            result = await handler
+        except asyncio.CancelledError:
+            if self._stopping.is_set():
+                raise
+            if ctx.cancelled:
+                await asyncio.to_thread(self.queue.mark_cancelled, claimed.id, self.worker_id)
+            # else: the lease was lost; the job belongs to another worker now.
+            return
+        except JobCancelled:
+            await asyncio.to_thread(self.queue.mark_cancelled, claimed.id, self.worker_id)
+        except VisionServeError as exc:
+            await asyncio.to_thread(
+                self.queue.fail, claimed.id, self.worker_id, exc.message, exc.code
+            )
+        except Exception as exc:
+            log.exception("job %s (%s) failed", claimed.id, claimed.kind)
+            await asyncio.to_thread(
+                self.queue.fail,
+                claimed.id,
+                self.worker_id,
+                f"{type(exc).__name__}: {exc}",
+                "internal_error",
+            )
+        else:
+            await asyncio.to_thread(self.queue.complete, claimed.id, self.worker_id, result)
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+
+    async def _heartbeat(self, ctx: JobContext, handler: asyncio.Task[Any]) -> None:
+        while not handler.done():
+            await asyncio.sleep(self.settings.heartbeat_s)
+            try:
+                beat = await asyncio.to_thread(
+                    self.queue.heartbeat, ctx.job_id, self.worker_id, ctx._progress, ctx._message
+                )
+            except Exception:
+                log.exception("heartbeat for job %s failed", ctx.job_id)
+                continue
+            if beat.cancel_requested and not ctx.cancelled:
+                ctx.cancelled = True
+                handler.cancel()
+            elif not beat.owned:
+                log.warning("job %s: lease lost; stopping the handler", ctx.job_id)
+                handler.cancel()
+
+
+def terminal_webhook(session: Any, job: Job) -> None:
+    """Queue hook: announce a finished job to its ``webhook_url`` (same transaction)."""
+    if not job.webhook_url:
+        return
+    from visionserve import webhooks  # local: webhooks pulls httpx, workers may not need it
+
+    kind = REGISTRY.get(job.kind)
+    payload = (
+        kind.webhook_payload(job)
+        if kind is not None and kind.webhook_payload is not None
+        else {
+            "event": f"job.{job.status}",
+            "job_id": job.id,
+            "status": job.status,
+            "result": job.result,
+            "error": job.error,
+        }
+    )
+    webhooks.enqueue(
+        session,
+        event_id=f"job.{job.status}:{job.id}",
+        event_type=f"job.{job.status}",
+        url=job.webhook_url,
+        payload=payload,
+        secret=job.webhook_secret,
+    )
