@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from ray import serve
@@ -10,9 +11,18 @@ from ray.serve.config import BackpressureConfig
 from deployments.common import configure_logging, serve_deployment_status
 from visionserve.api.app import create_app
 from visionserve.api.context import build_context
+from visionserve.api.surface import Surface
 from visionserve.api.surfaces import SURFACES
 from visionserve.settings import settings_from
 from visionserve.worker import load_job_modules
+
+
+def _import(path: str) -> Surface:
+    module, _, attr = path.partition(":")
+    surface = getattr(importlib.import_module(module), attr or "SURFACE")
+    if not isinstance(surface, Surface):
+        raise TypeError(f"{path} is not a visionserve Surface")
+    return surface
 
 
 @serve.deployment(
@@ -39,6 +49,7 @@ class Ingress:
         configure_logging()
         self.settings = settings_from(args.get("settings"))
         self.surfaces = [SURFACES[name] for name in args["surfaces"]]
+        self.surfaces += [_import(path) for path in args.get("extra_surfaces", [])]
         # Job kinds must be known here too: cancelling a queued job emits its webhook.
         load_job_modules([m for s in self.surfaces for m in s.job_modules])
         load_job_modules(args.get("job_modules", []))
@@ -47,7 +58,7 @@ class Ingress:
         )
 
     def __serve_build_asgi_app__(self) -> Any:
-        return create_app(self.ctx, self.surfaces)
+        return create_app(self.ctx, self.surfaces, behind_serve_proxy=True)
 
     async def check_health(self) -> None:
         # The database is the one dependency every route needs.

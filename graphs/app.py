@@ -22,6 +22,8 @@ class AppArgs(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict)
     # Extra modules whose @job_kind handlers the workers should run.
     job_modules: list[str] = Field(default_factory=list)
+    # Extra surfaces as "module:ATTRIBUTE" import paths (plugins, test surfaces).
+    extra_surfaces: list[str] = Field(default_factory=list)
 
 
 def build_app(args: dict[str, Any]) -> Application:

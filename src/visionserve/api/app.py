@@ -29,12 +29,15 @@ def render_platform_error(err: VisionServeError, request_id: str) -> JSONRespons
     )
 
 
-def create_app(ctx: AppContext, surfaces: Iterable[Surface]) -> FastAPI:
+def create_app(
+    ctx: AppContext, surfaces: Iterable[Surface], *, behind_serve_proxy: bool = False
+) -> FastAPI:
     """Build the ingress ASGI app.
 
     Args:
         ctx: services shared by every route (settings, stores, Serve handles).
         surfaces: the enabled product surfaces; each is mounted at its ``mount``.
+        behind_serve_proxy: Serve's proxy sets X-Request-ID itself; don't add a second.
     """
     surfaces = sorted(surfaces, key=lambda s: len(s.mount), reverse=True)
     app = FastAPI(
@@ -115,6 +118,7 @@ def create_app(ctx: AppContext, surfaces: Iterable[Surface]) -> FastAPI:
         RequestContextMiddleware,
         max_body_bytes=ctx.settings.limits.max_request_bytes,
         renderer_for=renderer_for,
+        emit_request_id=not behind_serve_proxy,
     )
     return app
 

@@ -58,10 +58,13 @@ class RequestContextMiddleware:
         *,
         max_body_bytes: int,
         renderer_for: Callable[[str], ErrorRenderer],
+        emit_request_id: bool = True,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.renderer_for = renderer_for
+        # Serve's proxy already echoes X-Request-ID (and forwards the client's own).
+        self.emit_request_id = emit_request_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,7 +81,9 @@ class RequestContextMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                extra = {REQUEST_ID_HEADER: request_id, **state(scope).get("extra_headers", {})}
+                extra = dict(state(scope).get("extra_headers", {}))
+                if self.emit_request_id:
+                    extra[REQUEST_ID_HEADER] = request_id
                 raw = list(message.get("headers", []))
                 present = {k.lower() for k, _ in raw}
                 for name, value in extra.items():

@@ -46,6 +46,8 @@ class Surface:
     title: str
     render_error: ErrorRenderer
     routers: tuple[RouterFactory, ...] = ()
+    # Routers a client may call without a key even where the surface requires one.
+    public_routers: tuple[RouterFactory, ...] = ()
     requires_key: bool = False
     rate_limit_per_minute: int | None = None
     idempotency: bool = False
@@ -84,12 +86,13 @@ def build_surface_app(surface: Surface, ctx: AppContext) -> Any:
         title=f"VisionServe {surface.title}",
         description=surface.description,
         version="1.0.0",
-        dependencies=[Depends(_guard(surface))],
     )
     app.state.ctx = ctx
     app.state.surface = surface
     for factory in surface.routers:
-        app.include_router(factory(ctx))
+        app.include_router(factory(ctx), dependencies=[Depends(_guard(surface, public=False))])
+    for factory in surface.public_routers:
+        app.include_router(factory(ctx), dependencies=[Depends(_guard(surface, public=True))])
     _install_error_handlers(app, surface)
     if surface.idempotency:
         return IdempotencyMiddleware(
@@ -113,12 +116,13 @@ def requires_key(surface: Surface, ctx: AppContext) -> bool:
     return mode == "all" or (mode == "contract" and surface.requires_key)
 
 
-def _guard(surface: Surface) -> Callable[..., Any]:
+def _guard(surface: Surface, *, public: bool) -> Callable[..., Any]:
     """Authenticate, then apply the per-key rate limit; runs before every route."""
 
     async def guard(request: Request) -> None:
         ctx: AppContext = request.app.state.ctx
-        key = await _authenticate(request, ctx, required=requires_key(surface, ctx))
+        required = not public and requires_key(surface, ctx)
+        key = await _authenticate(request, ctx, required=required)
         principal = Principal(key)
         request.scope["state"]["principal"] = principal
         limit = (

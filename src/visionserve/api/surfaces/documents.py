@@ -35,7 +35,7 @@ SURFACE = Surface(
     title="documents",
     description="Document parsing: OCR, layout segments and chunks, as async tasks.",
     render_error=render_error,
-    routers=(health_router,),
+    public_routers=(health_router,),
     requires_key=True,
     validation_status=422,
 )

@@ -31,7 +31,7 @@ SURFACE = Surface(
     title="edit",
     description="Prompt-driven image edits, async with callbacks, results inline or in COS.",
     render_error=render_error,
-    routers=(health_router,),
+    public_routers=(health_router,),
     requires_key=False,
     validation_status=422,
 )

@@ -1,0 +1,162 @@
+"""The ingress app in-process (no Ray): routing, errors per surface, auth, limits, bodies."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests import sample_jobs
+from visionserve.api.app import create_app
+from visionserve.api.context import build_context
+from visionserve.api.surfaces import SURFACES
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+def ctx(settings):  # type: ignore[no-untyped-def]
+    async def status() -> dict[str, str]:
+        return {"ingress": "HEALTHY", "job-worker": "HEALTHY"}
+
+    return build_context(settings, cluster_status=status)
+
+
+@pytest.fixture
+async def client(ctx):  # type: ignore[no-untyped-def]
+    app = create_app(ctx, [*SURFACES.values(), sample_jobs.SURFACE])
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        yield c
+
+
+@pytest.fixture
+def key(ctx) -> str:  # type: ignore[no-untyped-def]
+    token, _ = ctx.keys.create("tests")
+    return token
+
+
+async def test_health_ready_and_request_ids(client) -> None:  # type: ignore[no-untyped-def]
+    r = await client.get("/health")
+    body = r.json()
+    assert r.status_code == 200 and body["status"] == "ok"
+    assert body["deployments"] == {"ingress": "HEALTHY", "job-worker": "HEALTHY"}
+    assert body["surfaces"]["inspect"] == "/inspect/api"
+    assert len(r.headers["X-Request-ID"]) == 32
+    r = await client.get("/ready", headers={"X-Request-ID": "abc-123"})
+    assert r.json() == {
+        "ready": True,
+        "checks": {"database": "ok", "blobs": "ok", "deployment:ingress": "ok",
+                   "deployment:job-worker": "ok"},
+    }
+    assert r.headers["X-Request-ID"] == "abc-123"
+    bad = await client.get("/health", headers={"X-Request-ID": "x" * 500})
+    assert bad.headers["X-Request-ID"] != "x" * 500
+
+
+async def test_each_surface_has_its_own_openapi(client) -> None:  # type: ignore[no-untyped-def]
+    for surface in SURFACES.values():
+        r = await client.get(f"{surface.mount}/openapi.json")
+        assert r.status_code == 200, surface.name
+        assert r.json()["info"]["title"] == f"VisionServe {surface.name}"
+        assert (await client.get(f"{surface.mount}/docs")).status_code == 200
+
+
+async def test_errors_use_each_contracts_format(client) -> None:  # type: ignore[no-untyped-def]
+    r = await client.get("/cutout/nope")
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
+    r = await client.get("/inspect/api/nope")
+    assert r.status_code == 404 and r.json() == {"detail": "Not Found"}
+    r = await client.get("/documents/health")  # public in the contract
+    assert r.status_code == 200 and r.json().startswith("OK - Version")
+    r = await client.get("/sample/jobs/x")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+    assert "Bearer" in r.json()["error"]["message"] and r.headers["X-Request-ID"]
+
+
+async def test_auth_accepts_valid_keys_and_refuses_revoked(client, ctx, key) -> None:  # type: ignore[no-untyped-def]
+    ok = await client.get("/sample/jobs/none", headers={"Authorization": f"Bearer {key}"})
+    assert ok.status_code == 404 and ok.json()["error"]["code"] == "not_found"
+    wrong = await client.get("/sample/jobs/none", headers={"Authorization": "Bearer vs_x_y"})
+    assert wrong.status_code == 401 and wrong.json()["error"]["message"] == "Invalid API key"
+    basic = await client.get("/sample/jobs/none", headers={"Authorization": "Basic abc"})
+    assert basic.status_code == 401 and "Bearer" in basic.json()["error"]["message"]
+    ctx.keys.revoke(key.split("_")[1])
+    revoked = await client.get("/sample/jobs/none", headers={"Authorization": f"Bearer {key}"})
+    assert revoked.status_code == 401 and "revoked" in revoked.json()["error"]["message"]
+
+
+async def test_rate_limit_headers_and_429(client, key) -> None:  # type: ignore[no-untyped-def]
+    auth = {"Authorization": f"Bearer {key}"}
+    seen = []
+    for _ in range(5):
+        r = await client.get("/sample/jobs/none", headers=auth)
+        seen.append(int(r.headers["X-RateLimit-Remaining"]))
+        assert r.headers["X-RateLimit-Limit"] == "5"
+    assert seen == [4, 3, 2, 1, 0]
+    r = await client.get("/sample/jobs/none", headers=auth)
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limit_exceeded"
+    assert int(r.headers["Retry-After"]) >= 1 and r.headers["X-RateLimit-Remaining"] == "0"
+
+
+async def test_idempotent_replay_and_mismatch(client, key) -> None:  # type: ignore[no-untyped-def]
+    h = {"Authorization": f"Bearer {key}", "Idempotency-Key": "abc"}
+    first = await client.post("/sample/echo", json={"a": 1}, headers=h)
+    again = await client.post("/sample/echo", json={"a": 1}, headers=h)
+    assert first.json() == again.json() == {"echo": {"a": 1}, "calls": 1}
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = await client.post("/sample/echo", json={"a": 2}, headers=h)
+    assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused"
+    fresh = await client.post("/sample/echo", json={"a": 1}, headers={**h, "Idempotency-Key": "d"})
+    assert fresh.json()["calls"] == 2
+
+
+async def test_job_is_committed_before_202(client, ctx, key, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    r = await client.post(
+        "/sample/jobs", json={"trace": str(tmp_path / "t")},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert r.status_code == 202
+    job = ctx.queue.get(r.json()["job_id"])  # a fresh session sees the committed row
+    assert job.status == "queued" and job.kind == "sample.sleep"
+
+
+@pytest.mark.parametrize("url", ["http://10.0.0.1/hook", "http://169.254.169.254/x"])
+async def test_private_callback_urls_are_refused(client, key, url, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    r = await client.post(
+        "/sample/jobs", json={"trace": str(tmp_path / "t"), "webhook_url": url},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "url_not_allowed"
+
+
+async def test_unhandled_errors_hide_internals(client, key) -> None:  # type: ignore[no-untyped-def]
+    r = await client.post("/sample/crash", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 500
+    assert r.json() == {"error": {"code": "internal_error", "message": "Internal server error"}}
+
+
+async def test_oversized_body_is_refused_in_the_surface_format(client, ctx) -> None:  # type: ignore[no-untyped-def]
+    limit = ctx.settings.limits.max_request_bytes
+    big = b"x" * (limit + 1)
+    r = await client.post("/cutout/remove-background", content=big)
+    assert r.status_code == 413 and r.json()["error"]["type"] == "image_too_large"
+    r = await client.post("/documents/api/v1/task/parse", content=big)
+    assert r.status_code == 413 and "limit" in r.json()
+
+    async def chunks():  # no Content-Length: cut off once past the limit
+        for _ in range(limit // (1 << 20) + 2):
+            yield b"y" * (1 << 20)
+
+    r = await client.post("/sample/echo", content=chunks())
+    assert r.status_code == 413 and "limit" in r.json()["error"]["message"]
+
+
+async def test_signed_blob_urls(client, ctx) -> None:  # type: ignore[no-untyped-def]
+    ctx.blobs.put("results/a.png", b"\x89PNG-data", "image/png")
+    url = ctx.blobs.url("results/a.png", 60)
+    path = url.split("127.0.0.1:8000", 1)[1]
+    r = await client.get(path)
+    assert r.status_code == 200 and r.content == b"\x89PNG-data"
+    assert r.headers["content-type"] == "image/png"
+    r = await client.get(path.replace("sig=", "sig=0"))
+    assert r.status_code == 403 and r.json()["code"] == "forbidden"

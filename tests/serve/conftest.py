@@ -1,0 +1,80 @@
+"""One local Ray + Serve for the whole test session (the machine has two cores)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+APP_NAME = "visionserve"
+
+
+@dataclass
+class ServeCluster:
+    base_url: str
+    home: Path
+    database_url: str
+
+    def handle(self, deployment: str):  # type: ignore[no-untyped-def]
+        from ray import serve
+
+        return serve.get_deployment_handle(deployment, app_name=APP_NAME)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def serve_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeCluster]:
+    import ray
+    from ray import serve
+
+    from graphs.app import build_app
+
+    home = tmp_path_factory.mktemp("serve-home")
+    database_url = f"sqlite:///{home / 'visionserve.db'}"
+    port = _free_port()
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}},
+    )
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    args = {
+        "settings": {
+            "home": str(home),
+            "database_url": database_url,
+            "egress": {"allow": ["127.0.0.1"]},
+            "jobs": {"lease_s": 3.0, "heartbeat_s": 0.5, "poll_s": 0.1},
+            "webhooks": {"backoff_base_s": 0.2, "backoff_max_s": 1.0},
+        },
+        "job_modules": ["tests.sample_jobs"],
+        "extra_surfaces": ["tests.sample_jobs:SURFACE"],
+        "surfaces": ["cutout", "documents", "extract", "inspect", "edit"],
+    }
+    serve.run(build_app(args), name=APP_NAME, route_prefix="/")
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{base_url}/health", timeout=5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    else:
+        pytest.fail("Serve did not come up within 120 s")
+    yield ServeCluster(base_url, home, database_url)
+    serve.shutdown()
+    ray.shutdown()
+    os.environ.pop("RAY_ADDRESS", None)
