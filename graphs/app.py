@@ -9,6 +9,7 @@ from ray.serve import Application
 
 from deployments.ingress import Ingress
 from deployments.job_worker import JobWorker
+from visionserve.settings import settings_from
 
 SurfaceName = Literal["cutout", "documents", "extract", "inspect", "edit"]
 ALL_SURFACES: list[SurfaceName] = ["cutout", "documents", "extract", "inspect", "edit"]
@@ -27,8 +28,14 @@ class AppArgs(BaseModel):
 
 
 def build_app(args: dict[str, Any]) -> Application:
-    """Build the whole VisionServe application from its args."""
+    """Build the whole VisionServe application from its args.
+
+    The settings are resolved here, once, and handed to every deployment: replicas
+    then agree on paths and servers whatever their working directory, and on a
+    ``ray start`` cluster (whose workers do not inherit this process's environment).
+    """
     app_args = AppArgs.model_validate(args or {}).model_dump()
+    app_args["settings"] = settings_from(app_args["settings"]).model_dump(mode="json")
     handles: dict[str, Any] = {}
     handles["job-worker"] = JobWorker.bind(app_args, {})
     return Ingress.bind(app_args, handles)

@@ -15,7 +15,7 @@ import pytest
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from visionserve.settings import Settings  # noqa: E402
+from visionserve.settings import Settings
 
 pytest_plugins = ["tests.fixtures.s3server", "tests.fixtures.receiver"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
@@ -55,21 +55,30 @@ def router(ctx: AppContext) -> APIRouter:
             await asyncio.to_thread(app_ctx.egress.check, body.webhook_url)
         with session_scope(app_ctx.database_url) as s:
             job = enqueue(
-                s, surface="sample", kind="sample.sleep",
+                s,
+                surface="sample",
+                kind="sample.sleep",
                 payload=body.model_dump(exclude={"webhook_url", "webhook_secret"}),
-                settings=app_ctx.settings.jobs, owner_key_id=who.key.id if who.key else None,
-                webhook_url=body.webhook_url, webhook_secret=body.webhook_secret,
+                settings=app_ctx.settings.jobs,
+                owner_key_id=who.key.id if who.key else None,
+                webhook_url=body.webhook_url,
+                webhook_secret=body.webhook_secret,
             )
         return {"job_id": job.id, "status": job.status}
 
     @r.get("/jobs/{job_id}")
     async def status(job_id: str, app_ctx: Ctx) -> dict[str, Any]:
         job = await asyncio.to_thread(app_ctx.queue.get, job_id)
-        return {"job_id": job.id, "status": job.status, "progress": job.progress,
-                "result": job.result, "attempts": job.attempts}
+        return {
+            "job_id": job.id,
+            "status": job.status,
+            "progress": job.progress,
+            "result": job.result,
+            "attempts": job.attempts,
+        }
 
     @r.post("/echo")
-    async def echo(request: Request, payload: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    async def echo(request: Request, payload: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         request.app.state.echo_calls = getattr(request.app.state, "echo_calls", 0) + 1
         return {"echo": payload, "calls": request.app.state.echo_calls}
 
@@ -86,6 +95,31 @@ SURFACE = Surface(
     title="sample",
     render_error=render_error,
     routers=(router,),
+    requires_key=True,
+    rate_limit_per_minute=5,
+    idempotency=True,
+)
+
+
+def backpressure_router(ctx: AppContext) -> APIRouter:
+    """Raises Serve's own queue-full error, as a model handle would under load."""
+    r = APIRouter()
+
+    @r.get("/busy")
+    async def busy() -> None:
+        from ray.serve.exceptions import BackPressureError
+
+        raise BackPressureError(num_queued_requests=8, max_queued_requests=8)
+
+    return r
+
+
+SURFACE = Surface(
+    name=SURFACE.name,
+    mount=SURFACE.mount,
+    title=SURFACE.title,
+    render_error=render_error,
+    routers=(router, backpressure_router),
     requires_key=True,
     rate_limit_per_minute=5,
     idempotency=True,

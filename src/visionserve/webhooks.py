@@ -203,9 +203,7 @@ class Deliverer:
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
         duration_ms = (time.perf_counter() - started) * 1000
-        await asyncio.to_thread(
-            self._record, d, status_code, error, duration_ms, permanent
-        )
+        await asyncio.to_thread(self._record, d, status_code, error, duration_ms, permanent)
 
     def _record(
         self,

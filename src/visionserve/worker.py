@@ -14,8 +14,9 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from visionserve.errors import JobCancelled, VisionServeError
@@ -24,7 +25,7 @@ from visionserve.store.records import Job
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[["JobContext"], Awaitable[dict[str, Any]]]
+Handler = Callable[["JobContext"], Coroutine[Any, Any, dict[str, Any]]]
 PayloadBuilder = Callable[[Job], dict[str, Any]]
 
 
@@ -123,10 +124,13 @@ class Worker:
             if claimed is not None:
                 task = asyncio.create_task(self._run_job(claimed))
                 self.running[claimed.id] = task
-                task.add_done_callback(lambda _t, jid=claimed.id: self.running.pop(jid, None))
+                task.add_done_callback(partial(self._forget, claimed.id))
                 continue  # a slot may still be free: claim again at once
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.settings.poll_s)
+
+    def _forget(self, job_id: str, _task: asyncio.Task[None]) -> None:
+        self.running.pop(job_id, None)
 
     async def stop(self) -> None:
         """Stop claiming; give running jobs back to the queue for another worker."""
@@ -138,9 +142,7 @@ class Worker:
             await asyncio.to_thread(self.queue.release, job_id, self.worker_id)
 
     async def _run_job(self, claimed: Claimed) -> None:
-        ctx = JobContext(
-            claimed.id, claimed.kind, claimed.payload, claimed.attempt, self.services
-        )
+        ctx = JobContext(claimed.id, claimed.kind, claimed.payload, claimed.attempt, self.services)
         kind = self.kinds[claimed.kind]
         handler = asyncio.create_task(kind.handler(ctx))
         beat = asyncio.create_task(self._heartbeat(ctx, handler))

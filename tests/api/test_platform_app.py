@@ -45,8 +45,12 @@ async def test_health_ready_and_request_ids(client) -> None:  # type: ignore[no-
     r = await client.get("/ready", headers={"X-Request-ID": "abc-123"})
     assert r.json() == {
         "ready": True,
-        "checks": {"database": "ok", "blobs": "ok", "deployment:ingress": "ok",
-                   "deployment:job-worker": "ok"},
+        "checks": {
+            "database": "ok",
+            "blobs": "ok",
+            "deployment:ingress": "ok",
+            "deployment:job-worker": "ok",
+        },
     }
     assert r.headers["X-Request-ID"] == "abc-123"
     bad = await client.get("/health", headers={"X-Request-ID": "x" * 500})
@@ -85,17 +89,53 @@ async def test_auth_accepts_valid_keys_and_refuses_revoked(client, ctx, key) -> 
     assert revoked.status_code == 401 and "revoked" in revoked.json()["error"]["message"]
 
 
-async def test_rate_limit_headers_and_429(client, key) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("backend", ["memory", pytest.param("redis", marks=pytest.mark.services)])
+async def test_rate_limit_headers_and_429(backend, settings, key) -> None:  # type: ignore[no-untyped-def]
+    import secrets
+
+    from tests.conftest import REDIS_URL
+
+    if backend == "redis":
+        settings.redis_url = REDIS_URL
+        settings.limits.rate_limit_per_minute = 5
+    app_ctx = build_context(settings)
+    if backend == "redis":  # a unique surface name keeps runs apart on the shared server
+        surface = sample_jobs.SURFACE.__class__(
+            **{
+                **sample_jobs.SURFACE.__dict__,
+                "name": f"sample{secrets.token_hex(4)}",
+            }
+        )
+    else:
+        surface = sample_jobs.SURFACE
+    # Two ingress apps on one backend share the count (two replicas of the ingress).
+    apps = [create_app(app_ctx if i == 0 else build_context(settings), [surface]) for i in range(2)]
+    clients = [
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=a), base_url="http://t") for a in apps
+    ]
     auth = {"Authorization": f"Bearer {key}"}
     seen = []
-    for _ in range(5):
-        r = await client.get("/sample/jobs/none", headers=auth)
+    for i in range(5):
+        r = await clients[i % 2].get("/sample/jobs/none", headers=auth)
         seen.append(int(r.headers["X-RateLimit-Remaining"]))
         assert r.headers["X-RateLimit-Limit"] == "5"
-    assert seen == [4, 3, 2, 1, 0]
-    r = await client.get("/sample/jobs/none", headers=auth)
+    expected = [4, 3, 2, 1, 0] if backend == "redis" else [4, 4, 3, 3, 2]
+    assert seen == expected
+    if backend == "memory":  # in-process limits are per replica: exhaust this one
+        for _ in range(2):
+            await clients[0].get("/sample/jobs/none", headers=auth)
+    r = await clients[0].get("/sample/jobs/none", headers=auth)
     assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limit_exceeded"
     assert int(r.headers["Retry-After"]) >= 1 and r.headers["X-RateLimit-Remaining"] == "0"
+    assert int(r.headers["X-RateLimit-Reset"]) % 60 == 0
+    for c in clients:
+        await c.aclose()
+
+
+async def test_serve_backpressure_becomes_503_with_retry_after(client, key) -> None:  # type: ignore[no-untyped-def]
+    r = await client.get("/sample/busy", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+    assert r.json()["error"]["code"] == "service_unavailable"
 
 
 async def test_idempotent_replay_and_mismatch(client, key) -> None:  # type: ignore[no-untyped-def]
@@ -112,7 +152,8 @@ async def test_idempotent_replay_and_mismatch(client, key) -> None:  # type: ign
 
 async def test_job_is_committed_before_202(client, ctx, key, tmp_path) -> None:  # type: ignore[no-untyped-def]
     r = await client.post(
-        "/sample/jobs", json={"trace": str(tmp_path / "t")},
+        "/sample/jobs",
+        json={"trace": str(tmp_path / "t")},
         headers={"Authorization": f"Bearer {key}"},
     )
     assert r.status_code == 202
@@ -123,7 +164,8 @@ async def test_job_is_committed_before_202(client, ctx, key, tmp_path) -> None: 
 @pytest.mark.parametrize("url", ["http://10.0.0.1/hook", "http://169.254.169.254/x"])
 async def test_private_callback_urls_are_refused(client, key, url, tmp_path) -> None:  # type: ignore[no-untyped-def]
     r = await client.post(
-        "/sample/jobs", json={"trace": str(tmp_path / "t"), "webhook_url": url},
+        "/sample/jobs",
+        json={"trace": str(tmp_path / "t"), "webhook_url": url},
         headers={"Authorization": f"Bearer {key}"},
     )
     assert r.status_code == 400 and r.json()["error"]["code"] == "url_not_allowed"

@@ -62,8 +62,13 @@ def test_job_survives_a_killed_worker(serve_cluster, receiver, tmp_path) -> None
     trace = tmp_path / "trace"
     r = httpx.post(
         f"{serve_cluster.base_url}/sample/jobs",
-        json={"trace": str(trace), "steps": 20, "step_s": 0.25,
-              "webhook_url": receiver.url, "webhook_secret": "whsec"},
+        json={
+            "trace": str(trace),
+            "steps": 20,
+            "step_s": 0.25,
+            "webhook_url": receiver.url,
+            "webhook_secret": "whsec",
+        },
         headers={"Authorization": f"Bearer {key}"},
         timeout=10,
     )

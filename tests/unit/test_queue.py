@@ -17,8 +17,12 @@ from visionserve.worker import terminal_webhook
 def add_job(settings, **kw) -> str:  # type: ignore[no-untyped-def]
     with session_scope(settings.database_url) as s:
         return enqueue(
-            s, surface="test", kind=kw.pop("kind", "t.echo"), payload={"n": 1},
-            settings=settings.jobs, **kw,
+            s,
+            surface="test",
+            kind=kw.pop("kind", "t.echo"),
+            payload={"n": 1},
+            settings=settings.jobs,
+            **kw,
         ).id
 
 

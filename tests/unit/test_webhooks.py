@@ -18,8 +18,12 @@ from visionserve.store.records import WebhookAttempt, WebhookDelivery
 def add(settings, url: str, event_id: str = "evt-1", secret: str | None = "topsecret") -> None:  # type: ignore[no-untyped-def]
     with session_scope(settings.database_url) as s:
         webhooks.enqueue(
-            s, event_id=event_id, event_type="job.completed", url=url,
-            payload={"job_id": "j1", "status": "completed"}, secret=secret,
+            s,
+            event_id=event_id,
+            event_type="job.completed",
+            url=url,
+            payload={"job_id": "j1", "status": "completed"},
+            secret=secret,
         )
 
 

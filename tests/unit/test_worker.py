@@ -31,8 +31,15 @@ async def crash(ctx: JobContext) -> dict:  # type: ignore[type-arg]
     raise RuntimeError("kaput")
 
 
-KINDS = {k.name: k for k in (JobKind("echo", echo), JobKind("slow", slow), JobKind("bad", bad),
-                             JobKind("crash", crash))}
+KINDS = {
+    k.name: k
+    for k in (
+        JobKind("echo", echo),
+        JobKind("slow", slow),
+        JobKind("bad", bad),
+        JobKind("crash", crash),
+    )
+}
 
 
 def add(settings, kind: str) -> str:  # type: ignore[no-untyped-def]

@@ -117,7 +117,7 @@ def requires_key(surface: Surface, ctx: AppContext) -> bool:
 
 
 def _guard(surface: Surface, *, public: bool) -> Callable[..., Any]:
-    """Authenticate, then apply the per-key rate limit; runs before every route."""
+    """Authenticate, then apply the per-key (or per-IP) rate limit; runs before every route."""
 
     async def guard(request: Request) -> None:
         ctx: AppContext = request.app.state.ctx
@@ -125,6 +125,8 @@ def _guard(surface: Surface, *, public: bool) -> Callable[..., Any]:
         key = await _authenticate(request, ctx, required=required)
         principal = Principal(key)
         request.scope["state"]["principal"] = principal
+        if public:  # health and catalogue routes: probes must never be throttled
+            return
         limit = (
             (key.rate_limit_per_minute if key else None)
             or surface.rate_limit_per_minute
@@ -178,8 +180,10 @@ def _install_error_handlers(app: FastAPI, surface: Surface) -> None:
         errors = exc.errors()
         first = errors[0] if errors else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        message = f"{where}: {first.get('msg', 'invalid request')}" if where else first.get(
-            "msg", "invalid request"
+        message = (
+            f"{where}: {first.get('msg', 'invalid request')}"
+            if where
+            else first.get("msg", "invalid request")
         )
         err = BadRequest(
             message,

@@ -12,7 +12,7 @@ import contextlib
 import fcntl
 import logging
 from collections.abc import Iterator
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from alembic import command
@@ -58,7 +58,7 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
-@lru_cache(maxsize=None)
+@cache
 def engine_for(url: str) -> Engine:
     """One engine per URL per process, migrated to head on first use (never evicted)."""
     engine = make_engine(url)
@@ -66,7 +66,7 @@ def engine_for(url: str) -> Engine:
     return engine
 
 
-@lru_cache(maxsize=None)
+@cache
 def _sessionmaker(url: str) -> sessionmaker[Session]:
     return sessionmaker(engine_for(url), expire_on_commit=False)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
 from visionserve.errors import Conflict, NotFound
@@ -162,11 +162,12 @@ class JobQueue:
         if message is not None:
             values["message"] = message
         with session_scope(self.database_url) as s:
-            owned = s.execute(
+            result: CursorResult[Any] = s.execute(  # type: ignore[assignment]
                 update(Job)
                 .where(Job.id == job_id, Job.lease_owner == worker_id, Job.status == PROCESSING)
                 .values(**values)
-            ).rowcount
+            )
+            owned = result.rowcount
             cancel = s.scalar(select(Job.cancel_requested).where(Job.id == job_id))
         return Beat(owned=bool(owned), cancel_requested=bool(cancel))
 
