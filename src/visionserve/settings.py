@@ -83,6 +83,26 @@ class WebhookSettings(BaseModel):
     default_secret: str | None = None
 
 
+class ProviderSettings(BaseModel):
+    """Remote background-removal APIs; each provider is enabled by setting its API key."""
+
+    # Plain strings like the other secrets here: graphs/app.py hands settings to the
+    # deployments as JSON, where a SecretStr would arrive masked.
+    runware_api_key: str | None = None
+    runware_base_url: str = "https://api.runware.ai/v1"
+    # AIR ids from runware.ai/docs: Bria RMBG v2.0 and BiRefNet Portrait.
+    runware_rmbg2_model: str = "bria:2@1"
+    runware_birefnet_portrait_model: str = "runware:112@10"
+    kie_api_key: str | None = None
+    kie_base_url: str = "https://api.kie.ai"
+    # Kie.ai's File Upload API, which turns our image into a URL its models can fetch.
+    kie_upload_base_url: str = "https://kieai.redpandaai.co"
+    kie_poll_interval_s: float = Field(1.0, gt=0)
+    # recordInfo reports no cost, so each Kie.ai task is billed at this flat price.
+    kie_cost_usd: float = Field(0.005, ge=0)
+    timeout_s: float = Field(30.0, gt=0)
+
+
 class Settings(BaseSettings):
     """All process settings. Read once per process through :func:`get_settings`."""
 
@@ -102,6 +122,7 @@ class Settings(BaseSettings):
     egress: EgressSettings = EgressSettings()
     jobs: JobSettings = JobSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    providers: ProviderSettings = ProviderSettings()
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:

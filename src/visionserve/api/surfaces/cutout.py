@@ -2,28 +2,136 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from visionserve import __version__
 from visionserve.api.context import AppContext
-from visionserve.api.surface import Surface
+from visionserve.api.surface import Ctx, CurrentPrincipal, Surface
 from visionserve.errors import VisionServeError
+from visionserve.schemas import cutout as s
+from visionserve.services.cutout import CutoutService
+from visionserve.services.images_in import read_image, read_image_bytes, to_pixels
 
-# The contract's names for the platform's generic codes.
-_CODES = {"payload_too_large": "image_too_large", "not_found": "not_found"}
+# The contract lists these error types; anything more specific keeps its code in details.
+_CONTRACT_TYPES = {
+    "validation_error",
+    "missing_image",
+    "invalid_format",
+    "image_too_large",
+    "processing_error",
+    "internal_error",
+    "service_unavailable",
+    "not_found",
+    "rate_limit_exceeded",
+    "unauthorized",
+}
+_RENAMED = {"payload_too_large": "image_too_large"}
+_ACCEPTED = {202: {"model": s.AcceptedResponse, "description": "Queued (webhook_url given)"}}
 
 
 def render_error(err: VisionServeError, request_id: str) -> JSONResponse:
     """``{"error": {"type", "message", "details"}}`` as the contract shows."""
-    body = {
-        "error": {
-            "type": _CODES.get(err.code, err.code),
-            "message": err.message,
-            "details": err.details or None,
-        }
-    }
+    code = _RENAMED.get(err.code, err.code)
+    details = dict(err.details)
+    if code not in _CONTRACT_TYPES:
+        details.setdefault("code", code)
+        code = "validation_error" if err.status < 500 else "internal_error"
+    body = {"error": {"type": code, "message": err.message, "details": details or None}}
     return JSONResponse(body, status_code=err.status)
+
+
+def service(ctx: AppContext) -> CutoutService:
+    return CutoutService(ctx.settings, ctx.blobs, dict(ctx.handles), ctx.concurrency)
+
+
+def owner_of(request: Request, who: Any) -> str:
+    if who.key is not None:
+        return str(who.key.id)
+    return f"ip:{request.client.host if request.client else 'unknown'}"
+
+
+async def _pixels_or_job(
+    kind: str, req: s.ImageInput, ctx: AppContext, owner: str
+) -> tuple[str, Any]:
+    """Validate the image; queue a job when a webhook is given (returns the 202 body)."""
+    job_id = str(uuid.uuid4())
+    if req.webhook_url:
+        await asyncio.to_thread(ctx.egress.check, req.webhook_url)
+        data = await read_image_bytes(
+            req.image, req.image_url, egress=ctx.egress, settings=ctx.settings
+        )
+        from visionserve.images import open_image
+
+        await asyncio.to_thread(open_image, data, max_pixels=ctx.settings.limits.max_image_pixels)
+        accepted = await asyncio.to_thread(service(ctx).submit, kind, job_id, data, req, owner)
+        return job_id, JSONResponse(accepted.model_dump(), status_code=202)
+    img = await read_image(req.image, req.image_url, egress=ctx.egress, settings=ctx.settings)
+    return job_id, to_pixels(img)
+
+
+def router(ctx: AppContext) -> APIRouter:
+    r = APIRouter(tags=["cutout"])
+
+    @r.post("/remove-background", response_model=s.RemoveBackgroundResponse, responses=_ACCEPTED)
+    async def remove_background(
+        req: s.RemoveBackgroundRequest, request: Request, app: Ctx, who: CurrentPrincipal
+    ) -> Any:
+        """Run the selected models in parallel (shotgun) and return every result."""
+        owner = owner_of(request, who)
+        job_id, pixels = await _pixels_or_job("shotgun", req, app, owner)
+        if isinstance(pixels, JSONResponse):
+            return pixels
+        return await service(app).remove_background(job_id, pixels, req, owner)
+
+    @r.post("/upscale", response_model=s.UpscaleResponse, responses=_ACCEPTED)
+    async def upscale(
+        req: s.UpscaleRequest, request: Request, app: Ctx, who: CurrentPrincipal
+    ) -> Any:
+        """Upscale 2× or 4× (Lanczos in premultiplied alpha, or waifu2x)."""
+        owner = owner_of(request, who)
+        job_id, pixels = await _pixels_or_job("upscale", req, app, owner)
+        if isinstance(pixels, JSONResponse):
+            return pixels
+        return await service(app).upscale(job_id, pixels, req, owner)
+
+    @r.post("/process", response_model=s.ProcessResponse, responses=_ACCEPTED)
+    async def process(
+        req: s.ProcessRequest, request: Request, app: Ctx, who: CurrentPrincipal
+    ) -> Any:
+        """Background removal, then each result upscaled (bg-removal → upscale)."""
+        owner = owner_of(request, who)
+        job_id, pixels = await _pixels_or_job("process", req, app, owner)
+        if isinstance(pixels, JSONResponse):
+            return pixels
+        return await service(app).process(job_id, pixels, req, owner)
+
+    @r.post("/log-selection", response_model=s.LogSelectionResponse)
+    async def log_selection(req: s.LogSelectionRequest, app: Ctx) -> s.LogSelectionResponse:
+        """Record which model's result the user picked (validated against the job)."""
+        return await asyncio.to_thread(service(app).log_selection, req)
+
+    @r.get("/preferences", response_model=s.PreferencesResponse)
+    async def preferences(app: Ctx) -> s.PreferencesResponse:
+        """Win rates per model, overall and per image_category."""
+        return await asyncio.to_thread(service(app).preferences)
+
+    @r.get("/jobs/{job_id}", response_model=s.JobStatusResponse)
+    async def job(job_id: str, app: Ctx) -> s.JobStatusResponse:
+        """Status and results of an async request."""
+        return await asyncio.to_thread(service(app).job, job_id)
+
+    @r.get("/models")
+    async def models(app: Ctx) -> dict[str, Any]:
+        """The enabled background-removal models."""
+        names = await service(app).catalogue()
+        return {"models": [{"model_id": k, "model_name": v} for k, v in names.items()]}
+
+    return r
 
 
 def health_router(ctx: AppContext) -> APIRouter:
@@ -32,12 +140,20 @@ def health_router(ctx: AppContext) -> APIRouter:
     @router.get("/health")
     async def health() -> dict[str, object]:
         statuses = await ctx.cluster_status()
-        services = {
-            name: ("loaded" if state == "HEALTHY" else state.lower())
-            for name, state in statuses.items()
-            if name.startswith("bg-") or name.startswith("upscale")
+        services: dict[str, str] = {}
+        for name, state in statuses.items():
+            if name.startswith("bg-"):
+                services[f"local_{name[3:]}"] = "loaded" if state == "HEALTHY" else state.lower()
+            elif name.startswith("remote-"):
+                services[name[7:]] = "connected" if state == "HEALTHY" else state.lower()
+            elif name == "upscale":
+                services["upscale"] = "loaded" if state == "HEALTHY" else state.lower()
+        healthy = all(v in ("loaded", "connected") for v in services.values())
+        return {
+            "status": "healthy" if healthy else "degraded",
+            "version": __version__,
+            "services": services,
         }
-        return {"status": "healthy", "version": __version__, "services": services}
 
     return router
 
@@ -48,8 +164,10 @@ SURFACE = Surface(
     title="cutout",
     description="Background-removal shotgun, upscaling and the bg-removal→upscale pipeline.",
     render_error=render_error,
+    routers=(router,),
     public_routers=(health_router,),
     requires_key=False,
     rate_limit_per_minute=60,
     validation_status=400,
+    job_modules=("visionserve.services.cutout",),
 )

@@ -1,0 +1,94 @@
+"""Upscaling: Lanczos (premultiplied alpha) and waifu2x ONNX, one deployment."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from ray import serve
+
+from deployments.bg_removal import finish
+from deployments.common import configure_logging
+from visionserve.errors import Unprocessable, VisionServeError
+from visionserve.models.cutout import Cutout
+from visionserve.models.upscale import UPSCALERS, Upscaler, get_upscaler
+from visionserve.models.weights import WeightError
+from visionserve.settings import settings_from
+
+UPSCALE_FAILED = "upscale_failed"
+
+
+@serve.deployment(
+    name="upscale",
+    ray_actor_options={"num_cpus": 0.25},
+    autoscaling_config={
+        "min_replicas": 1,
+        "initial_replicas": 1,
+        "max_replicas": 2,
+        "target_ongoing_requests": 4,
+    },
+    max_ongoing_requests=16,
+    max_queued_requests=64,
+    user_config={"threads": 1},
+    health_check_period_s=10,
+    health_check_timeout_s=30,
+    graceful_shutdown_timeout_s=20,
+)
+class Upscale:
+    """Owns every upscaler whose weights are present (Lanczos needs none)."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        configure_logging()
+        self.model_home = settings_from(settings).model_home
+        self.threads = 1
+        self.upscalers = self._load()
+
+    def _load(self) -> dict[str, Upscaler]:
+        loaded: dict[str, Upscaler] = {}
+        for method in UPSCALERS:
+            try:
+                loaded[method] = get_upscaler(method, self.model_home, threads=self.threads)
+            except WeightError:
+                continue  # listed as unavailable; asking for it gives a clear 400
+        return loaded
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        threads = int(config.get("threads", 1))
+        if threads != self.threads:
+            self.threads = threads
+            self.upscalers = self._load()
+
+    async def methods(self) -> list[str]:
+        return sorted(self.upscalers)
+
+    async def upscale(
+        self,
+        source: Cutout | np.ndarray,
+        scale: int,
+        method: str,
+        output_format: str,
+        preserve_alpha: bool = True,
+    ) -> Cutout:
+        """Upscale pixels (or a cut-out from a previous stage) and encode the result."""
+        upscaler = self.upscalers.get(method)
+        if upscaler is None:
+            valid = ", ".join(sorted(self.upscalers))
+            raise Unprocessable(
+                f"Upscale method {method!r} is not available; choose one of: {valid}",
+                code="validation_error",
+            )
+        cost = source.cost_usd if isinstance(source, Cutout) else 0.0
+        pixels = source.pixels if isinstance(source, Cutout) else source
+        if pixels is None:
+            raise Unprocessable("nothing to upscale", code=UPSCALE_FAILED)
+        try:
+            big = await asyncio.to_thread(
+                upscaler.upscale, Image.fromarray(pixels), scale, preserve_alpha=preserve_alpha
+            )
+            return await asyncio.to_thread(finish, big, output_format, cost)
+        except VisionServeError:
+            raise
+        except Exception as exc:
+            raise Unprocessable(f"upscale failed: {exc}", code=UPSCALE_FAILED) from exc

@@ -1,0 +1,1 @@
+"""Pure inference classes per model family (no Ray), each behind a small registry."""

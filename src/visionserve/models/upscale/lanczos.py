@@ -1,0 +1,100 @@
+"""Lanczos upscaling that keeps transparency clean.
+
+Resampling straight (non-premultiplied) RGBA mixes the colour of fully
+transparent pixels into the visible edge: a cutout whose background was green
+gets a green (or, for black backgrounds, dark) fringe. Resampling in
+premultiplied space weights every colour by its alpha, so invisible pixels
+contribute nothing. Pillow's ``RGBa`` mode is premultiplied 8-bit; converting to
+it, resizing and converting back is as fast as a plain resize (a float32 numpy
+path measured 4-5x slower). The 8-bit premultiplication quantises the stored
+colour of nearly transparent pixels, but the composited result stays within
+half a grey level.
+"""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from visionserve.errors import BadRequest
+
+#: Upscale factors every upscaler accepts.
+SCALES = (2, 4)
+
+
+def check_scale(scale: int) -> None:
+    """Refuse a scale factor outside :data:`SCALES`.
+
+    Raises:
+        BadRequest: ``scale`` is not 2 or 4.
+    """
+    if scale not in SCALES:
+        raise BadRequest(
+            f"scale_factor must be one of {', '.join(map(str, SCALES))}, got {scale!r}",
+            details={"field": "scale_factor", "received": scale},
+        )
+
+
+def normalize_mode(img: Image.Image) -> Image.Image:
+    """Bring an image to ``L``, ``RGB`` or ``RGBA``, keeping transparency when it has any.
+
+    Palette images with a transparent index and ``LA``/``PA`` images become
+    ``RGBA``; bilevel images become ``L``; anything else (CMYK, YCbCr, 16-bit)
+    becomes ``RGB``.
+    """
+    if img.mode in ("L", "RGB", "RGBA"):
+        return img
+    if img.mode == "1":
+        return img.convert("L")
+    if img.mode in ("LA", "PA", "La", "RGBa") or img.has_transparency_data:
+        return img.convert("RGBA")
+    return img.convert("RGB")
+
+
+def flatten(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Composite an image onto an opaque background and return it as ``RGB``."""
+    img = normalize_mode(img)
+    if img.mode != "RGBA":
+        return img.convert("RGB")
+    flat = Image.new("RGB", img.size, background)
+    flat.paste(img, mask=img.getchannel("A"))
+    return flat
+
+
+def upscale_lanczos(img: Image.Image, scale: int, *, preserve_alpha: bool = True) -> Image.Image:
+    """Upscale by an integer factor with a Lanczos filter.
+
+    Args:
+        img: Any Pillow image.
+        scale: 2 or 4; the output is exactly ``(width * scale, height * scale)``.
+        preserve_alpha: Keep transparency (resampled premultiplied, so no colour or
+            dark fringes). When False the image is composited onto white first and
+            the result is ``RGB``.
+
+    Returns:
+        An ``L``, ``RGB`` or ``RGBA`` image (always ``RGB`` when ``preserve_alpha``
+        is False).
+
+    Raises:
+        BadRequest: ``scale`` is not 2 or 4.
+    """
+    check_scale(scale)
+    img = normalize_mode(img) if preserve_alpha else flatten(img)
+    size = (img.width * scale, img.height * scale)
+    if img.mode == "RGBA":
+        # Explicit rather than relying on Image.resize doing it implicitly: the
+        # premultiplied round trip is what makes the edges clean.
+        return img.convert("RGBa").resize(size, Image.Resampling.LANCZOS).convert("RGBA")
+    return img.resize(size, Image.Resampling.LANCZOS)
+
+
+class LanczosUpscaler:
+    """The registry's ``lanczos`` method: no weights, deterministic, fast."""
+
+    name = "lanczos"
+
+    def warm(self) -> None:
+        """Nothing to load or warm."""
+
+    def upscale(self, img: Image.Image, scale: int, *, preserve_alpha: bool = True) -> Image.Image:
+        """See :func:`upscale_lanczos`."""
+        return upscale_lanczos(img, scale, preserve_alpha=preserve_alpha)

@@ -1,0 +1,1 @@
+"""Business logic per surface, between the thin routers and the Serve graphs."""
