@@ -63,6 +63,7 @@ def models_fetch(
     from visionserve.models.weights import fetch
 
     home = get_settings().model_home
+    assert home is not None  # resolved by Settings
     for path in fetch(home, names or None):
         typer.echo(f"ok  {path}")
 

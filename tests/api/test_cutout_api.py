@@ -387,3 +387,48 @@ async def test_async_private_callback_refused(make_client) -> None:  # type: ign
         json={"image": b64(scene), "webhook_url": "http://169.254.169.254/hook"},
     )
     assert r.status_code == 400 and r.json()["error"]["details"]["code"] == "url_not_allowed"
+
+
+class Gate:
+    """A model that waits until released: holds requests in flight."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.entered = 0
+
+    async def remove(self, image: object, output_format: object = None) -> object:
+        from visionserve.models.cutout import Cutout
+
+        self.entered += 1
+        await self.release.wait()
+        return Cutout(encoded=b"\x89PNG", width=1, height=1)
+
+
+async def test_four_concurrent_jobs_per_client(settings, models) -> None:  # type: ignore[no-untyped-def]
+    gate = Gate()
+    removers = {"local_gate": LocalHandle(gate)}
+    upscaler = LocalHandle(models["upscale"])
+    graph = instance(CutoutGraph, removers, {"local_gate": "Gate"}, upscaler, 30.0)
+    settings.model_home = get_settings().model_home
+    ctx = build_context(settings, handles={"cutout-graph": LocalHandle(graph), "upscale": upscaler})
+    app = create_app(ctx, [SURFACES["cutout"]])
+    scene, _ = object_scene(size=(32, 32))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=30
+    ) as client:
+        held = [
+            asyncio.create_task(
+                client.post("/cutout/remove-background", json={"image": b64(scene)})
+            )
+            for _ in range(4)
+        ]
+        while gate.entered < 4:
+            await asyncio.sleep(0.01)
+        fifth = await client.post("/cutout/remove-background", json={"image": b64(scene)})
+        assert fifth.status_code == 429
+        assert fifth.json()["error"]["type"] == "rate_limit_exceeded"
+        assert "concurrent" in fifth.json()["error"]["message"]
+        gate.release.set()
+        assert [r.status_code for r in await asyncio.gather(*held)] == [200] * 4
+        again = await client.post("/cutout/remove-background", json={"image": b64(scene)})
+        assert again.status_code == 200

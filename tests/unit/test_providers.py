@@ -585,3 +585,78 @@ async def test_built_providers_talk_to_the_configured_urls(
     models = sorted(request["body"][0]["model"] for request in runware.requests)
     assert models == ["bria:2@1", "runware:112@10"]
     assert [r.cost_usd for r in results] == pytest.approx([0.0006, 0.0006, 0.005])
+
+
+# -- through the cutout API: provider deployments beside a local model ------------------
+
+
+async def test_shotgun_mixes_local_and_provider_models_with_costs(
+    tmp_path: Any, runware: Fake, kie: Fake
+) -> None:
+    """The remote-<id> deployment classes in the cutout graph, answered by the fakes."""
+    from deployments.bg_removal import BackgroundRemoval
+    from deployments.remote_bg import RemoteBackgroundRemoval
+    from deployments.upscale import Upscale
+    from graphs.cutout import CutoutGraph
+    from tests.fakes import LocalHandle, instance
+    from visionserve.api.app import create_app
+    from visionserve.api.context import build_context
+    from visionserve.api.surfaces import SURFACES
+    from visionserve.settings import get_settings
+
+    settings = provider_settings(
+        tmp_path,
+        runware_api_key=RUNWARE_KEY,
+        runware_base_url=f"{runware.url}/v1",
+        kie_api_key=KIE_KEY,
+        kie_base_url=kie.url,
+        kie_upload_base_url=kie.url,
+        kie_poll_interval_s=0.01,
+    )
+    settings.model_home = get_settings().model_home
+    snapshot = settings.model_dump(mode="json")
+    removers = {"local_u2netp": LocalHandle(instance(BackgroundRemoval, "u2netp", snapshot))}
+    names = {"local_u2netp": "Local U2-Net-P"}
+    for model_id, provider in build_providers(settings).items():
+        removers[model_id] = LocalHandle(instance(RemoteBackgroundRemoval, model_id, snapshot, 10))
+        names[model_id] = provider.model_name
+    upscaler = LocalHandle(instance(Upscale, snapshot))
+    graph = LocalHandle(instance(CutoutGraph, removers, names, upscaler, 10.0))
+    ctx = build_context(settings, handles={"cutout-graph": graph, "upscale": upscaler})
+    app = create_app(ctx, [SURFACES["cutout"]])
+    image = base64.b64encode(scene_png()).decode()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=60
+    ) as client:
+        r = await client.post("/cutout/remove-background", json={"image": image})
+        body = r.json()
+        assert r.status_code == 200 and body["status"] == "completed", r.text
+        costs = {x["model_id"]: x["cost_usd"] for x in body["results"]}
+        assert costs == pytest.approx(
+            {
+                "local_u2netp": 0.0,
+                "runware_rmbg2": 0.0006,
+                "runware_birefnet_portrait": 0.0006,
+                "kie_recraft": 0.005,
+            }
+        )
+        assert body["total_cost_usd"] == pytest.approx(0.0062)
+        for result in body["results"]:
+            png = base64.b64decode(result["image_base64"])
+            if result["model_id"] == "local_u2netp":  # a real model: near-opaque, not exact
+                alpha = Image.open(io.BytesIO(png)).getchannel("A")
+                assert alpha.getpixel((128, 128)) > 240 and alpha.getpixel((2, 2)) < 16
+            else:
+                assert_cutout(png)
+
+        runware.mode = "slow"  # past the 1 s per-model timeout: that model alone fails
+        r = await client.post("/cutout/remove-background", json={"image": image, "timeout_s": 1})
+        body = r.json()
+        assert r.status_code == 200 and body["status"] == "partial"
+        failed = {x["model_id"]: x["error"] for x in body["results"] if x["status"] == "error"}
+        assert set(failed) == {"runware_rmbg2", "runware_birefnet_portrait"}
+        assert all("timeout" in e.lower() for e in failed.values())
+        assert {x["model_id"] for x in body["results"] if x["status"] == "success"} == {
+            "local_u2netp",
+            "kie_recraft",
+        }

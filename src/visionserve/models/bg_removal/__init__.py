@@ -26,41 +26,36 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LocalModel:
-    """A rembg model: its session name, API id, display name and weight file."""
+    """A rembg model: its session name, API id and display name."""
 
     name: str  # rembg's session name; deployments are called f"bg-{name}"
     model_id: str  # the contract's style: local_<short>
     title: str
-    file: str
+
+    @property
+    def file(self) -> str:
+        """rembg looks for ``<name>.onnx`` in the model home (U2NET_HOME)."""
+        return f"{self.name}.onnx"
 
 
+# Every single-file rembg session; a model is usable once its file is in the model home.
 LOCAL_MODELS: dict[str, LocalModel] = {
     m.name: m
     for m in (
-        LocalModel("u2netp", "local_u2netp", "Local U2-Net-P", "u2netp.onnx"),
-        LocalModel("u2net", "local_u2net", "Local U2-Net", "u2net.onnx"),
-        LocalModel("isnet-general-use", "local_isnet", "Local ISNet", "isnet-general-use.onnx"),
-        LocalModel(
-            "birefnet-general", "local_birefnet", "Local BiRefNet General", "birefnet-general.onnx"
-        ),
-        LocalModel(
-            "birefnet-portrait",
-            "local_birefnet_portrait",
-            "Local BiRefNet Portrait",
-            "birefnet-portrait.onnx",
-        ),
-        LocalModel(
-            "birefnet-general-lite",
-            "local_birefnet_lite",
-            "Local BiRefNet General Lite",
-            "birefnet-general-lite.onnx",
-        ),
-        LocalModel("silueta", "local_silueta", "Local Silueta", "silueta.onnx"),
-        LocalModel("isnet-anime", "local_isnet_anime", "Local ISNet Anime", "isnet-anime.onnx"),
-        LocalModel(
-            "u2net_human_seg", "local_u2net_human", "Local U2-Net Human", "u2net_human_seg.onnx"
-        ),
-        LocalModel("bria-rmbg", "local_bria_rmbg", "Local BRIA RMBG 2.0", "bria-rmbg-2.0.onnx"),
+        LocalModel("u2netp", "local_u2netp", "Local U2-Net-P"),
+        LocalModel("u2net", "local_u2net", "Local U2-Net"),
+        LocalModel("u2net_human_seg", "local_u2net_human", "Local U2-Net Human"),
+        LocalModel("silueta", "local_silueta", "Local Silueta"),
+        LocalModel("isnet-general-use", "local_isnet", "Local ISNet"),
+        LocalModel("isnet-anime", "local_isnet_anime", "Local ISNet Anime"),
+        LocalModel("birefnet-general", "local_birefnet", "Local BiRefNet General"),
+        LocalModel("birefnet-general-lite", "local_birefnet_lite", "Local BiRefNet General Lite"),
+        LocalModel("birefnet-portrait", "local_birefnet_portrait", "Local BiRefNet Portrait"),
+        LocalModel("birefnet-dis", "local_birefnet_dis", "Local BiRefNet DIS"),
+        LocalModel("birefnet-hrsod", "local_birefnet_hrsod", "Local BiRefNet HRSOD"),
+        LocalModel("birefnet-cod", "local_birefnet_cod", "Local BiRefNet COD"),
+        LocalModel("birefnet-massive", "local_birefnet_massive", "Local BiRefNet Massive"),
+        LocalModel("bria-rmbg", "local_bria_rmbg", "Local BRIA RMBG 2.0"),
     )
 }
 BY_ID: dict[str, LocalModel] = {m.model_id: m for m in LOCAL_MODELS.values()}

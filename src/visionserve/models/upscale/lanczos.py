@@ -37,17 +37,17 @@ def check_scale(scale: int) -> None:
 def normalize_mode(img: Image.Image) -> Image.Image:
     """Bring an image to ``L``, ``RGB`` or ``RGBA``, keeping transparency when it has any.
 
-    Palette images with a transparent index and ``LA``/``PA`` images become
-    ``RGBA``; bilevel images become ``L``; anything else (CMYK, YCbCr, 16-bit)
-    becomes ``RGB``.
+    ``LA``/``PA`` images and images with a transparent colour or palette index
+    (``info["transparency"]``) become ``RGBA``; bilevel images become ``L``;
+    anything else (CMYK, YCbCr, 16-bit) becomes ``RGB``.
     """
-    if img.mode in ("L", "RGB", "RGBA"):
+    if img.mode == "RGBA":
         return img
-    if img.mode == "1":
-        return img.convert("L")
     if img.mode in ("LA", "PA", "La", "RGBa") or img.has_transparency_data:
         return img.convert("RGBA")
-    return img.convert("RGB")
+    if img.mode in ("L", "RGB"):
+        return img
+    return img.convert("L" if img.mode == "1" else "RGB")
 
 
 def flatten(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:

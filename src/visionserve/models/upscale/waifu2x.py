@@ -56,7 +56,7 @@ class Waifu2x:
 
     Args:
         model_home: Directory holding the ``waifu2x-*-scale2x.onnx`` files.
-        variant: ``"cunet"`` (better, ~5x slower) or ``"upconv7"``.
+        variant: ``"cunet"`` (sharper, about 2.5x slower on CPU) or ``"upconv7"``.
         tile: Largest tile side in input pixels (memory stays bounded by it).
         threads: Intra-op threads for onnxruntime (None: all cores).
 
@@ -111,24 +111,24 @@ class Waifu2x:
         check_scale(scale)
         img = normalize_mode(img) if preserve_alpha else flatten(img)
         rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-        alpha = None
+        planes = [rgb]
+        out_alpha: Image.Image | None = None
         if img.mode == "RGBA":
             alpha = np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0
-            rgb = _fill_transparent(rgb, alpha)
-        planes = [rgb.transpose(2, 0, 1)]
-        varying_alpha = alpha is not None and alpha.min() != alpha.max()
-        if varying_alpha:
-            planes.append(np.broadcast_to(alpha, (3, *alpha.shape)))
-        x = np.stack(planes)
+            planes = [_fill_transparent(rgb, alpha)]
+            if alpha.min() == alpha.max():
+                level = int(np.asarray(img.getchannel("A"))[0, 0])
+                out_alpha = Image.new("L", (img.width * scale, img.height * scale), level)
+            else:
+                planes.append(np.dstack([alpha] * 3))
+        x = np.stack([p.transpose(2, 0, 1) for p in planes])
         for _ in range(scale // 2):
             x = self._upscale2x(x)
         out = Image.fromarray(_to_uint8(x[0].transpose(1, 2, 0)), "RGB")
-        if alpha is not None:
-            if varying_alpha:
-                a = Image.fromarray(_to_uint8(x[1].mean(axis=0)), "L")
-            else:
-                a = Image.new("L", out.size, round(float(alpha[0, 0]) * 255))
-            out.putalpha(a)
+        if len(x) > 1:
+            out_alpha = Image.fromarray(_to_uint8(x[1].mean(axis=0)), "L")
+        if out_alpha is not None:
+            out.putalpha(out_alpha)
         elif img.mode == "L":
             out = out.convert("L")
         return out
