@@ -8,11 +8,13 @@ from pydantic import BaseModel, Field
 from ray.serve import Application
 
 from deployments.bg_removal import BackgroundRemoval
+from deployments.documents import Chunking, DocumentPages, Layout, Ocr
 from deployments.ingress import Ingress
 from deployments.job_worker import JobWorker
 from deployments.remote_bg import RemoteBackgroundRemoval
 from deployments.upscale import Upscale
 from graphs.cutout import CutoutGraph
+from graphs.documents import DocumentsGraph
 from visionserve.models.bg_removal import local_model
 from visionserve.settings import Settings, settings_from
 
@@ -62,6 +64,14 @@ def cutout_graph(args: CutoutArgs, settings: Settings, snapshot: dict[str, Any])
     return {"cutout-graph": graph, "upscale": upscaler}
 
 
+def documents_graph(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """doc-pages, ocr, layout and chunking deployments behind the documents graph."""
+    graph = DocumentsGraph.bind(
+        DocumentPages.bind(snapshot), Ocr.bind(snapshot), Layout.bind(), Chunking.bind(snapshot)
+    )
+    return {"documents-graph": graph}
+
+
 def build_app(args: dict[str, Any]) -> Application:
     """Build the whole VisionServe application from its args.
 
@@ -75,6 +85,8 @@ def build_app(args: dict[str, Any]) -> Application:
     handles: dict[str, Any] = {}
     if "cutout" in app_args.surfaces:
         handles.update(cutout_graph(app_args.cutout, settings, snapshot))
+    if "documents" in app_args.surfaces:
+        handles.update(documents_graph(snapshot))
     plain = app_args.model_dump()
     plain["settings"] = snapshot
     handles["job-worker"] = JobWorker.bind(plain, dict(handles))

@@ -36,6 +36,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """The one local Ray of the test session (Serve and Ray Data tests share it)."""
+    from pathlib import Path
+
+    import ray
+
+    repo = Path(__file__).resolve().parents[1]
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        runtime_env={"env_vars": {"PYTHONPATH": str(repo), "RAY_USAGE_STATS_ENABLED": "0"}},
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh schema on the PostgreSQL server for this test session."""
     import sqlalchemy as sa

@@ -103,6 +103,22 @@ class ProviderSettings(BaseModel):
     timeout_s: float = Field(30.0, gt=0)
 
 
+class DocumentSettings(BaseModel):
+    ocr_engine: Literal["tesseract", "rapidocr"] = "tesseract"
+    max_pages: int = Field(1000, ge=1)
+    # Pages per key per calendar month; None: no limit.
+    monthly_page_limit: int | None = Field(None, ge=0)
+
+
+class LlmSettings(BaseModel):
+    """An OpenAI-compatible chat endpoint for llm_processing (optional)."""
+
+    base_url: str | None = None  # e.g. http://127.0.0.1:11434/v1
+    api_key: str | None = None
+    model: str = "gpt-4o-mini"
+    timeout_s: float = Field(60.0, gt=0)
+
+
 class Settings(BaseSettings):
     """All process settings. Read once per process through :func:`get_settings`."""
 
@@ -122,6 +138,8 @@ class Settings(BaseSettings):
     egress: EgressSettings = EgressSettings()
     jobs: JobSettings = JobSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    documents: DocumentSettings = DocumentSettings()
+    llm: LlmSettings = LlmSettings()
     providers: ProviderSettings = ProviderSettings()
 
     @model_validator(mode="after")

@@ -39,6 +39,8 @@ class JobKind:
 
 
 REGISTRY: dict[str, JobKind] = {}
+# Maintenance (expiry sweeps, ...) every worker runs: name -> (interval_s, function).
+PERIODIC: dict[str, tuple[float, Callable[[dict[str, Any]], Coroutine[Any, Any, None]]]] = {}
 
 
 def job_kind(
@@ -49,6 +51,21 @@ def job_kind(
     def register(handler: Handler) -> Handler:
         REGISTRY[name] = JobKind(name, handler, webhook_payload)
         return handler
+
+    return register
+
+
+def periodic(
+    name: str, interval_s: float
+) -> Callable[[Callable[[dict[str, Any]], Coroutine[Any, Any, None]]], Any]:
+    """Register ``fn(services)`` to run every ``interval_s`` on each job worker.
+
+    Functions must be idempotent: with several workers they run concurrently.
+    """
+
+    def register(fn: Callable[[dict[str, Any]], Coroutine[Any, Any, None]]) -> Any:
+        PERIODIC[name] = (interval_s, fn)
+        return fn
 
     return register
 
@@ -112,6 +129,31 @@ class Worker:
     async def run(self) -> None:
         """Poll until :meth:`stop`; each free slot claims the next job."""
         log.info("worker %s started (kinds: %s)", self.worker_id, sorted(self.kinds))
+        chores = [
+            asyncio.create_task(self._every(name, interval, fn))
+            for name, (interval, fn) in PERIODIC.items()
+        ]
+        try:
+            await self._claim_loop()
+        finally:
+            for chore in chores:
+                chore.cancel()
+
+    async def _every(
+        self,
+        name: str,
+        interval_s: float,
+        fn: Callable[[dict[str, Any]], Coroutine[Any, Any, None]],
+    ) -> None:
+        while not self._stopping.is_set():
+            try:
+                await fn(self.services)
+            except Exception:
+                log.exception("periodic %s failed; retrying in %.0f s", name, interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), interval_s)
+
+    async def _claim_loop(self) -> None:
         while not self._stopping.is_set():
             claimed = None
             if len(self.running) < self.settings.concurrency:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections.abc import Iterator
@@ -35,8 +34,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def serve_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeCluster]:
-    import ray
+def serve_cluster(
+    tmp_path_factory: pytest.TempPathFactory, ray_session: None
+) -> Iterator[ServeCluster]:
     from ray import serve
 
     from graphs.app import build_app
@@ -44,11 +44,6 @@ def serve_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeClu
     home = tmp_path_factory.mktemp("serve-home")
     database_url = f"sqlite:///{home / 'visionserve.db'}"
     port = _free_port()
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}},
-    )
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     args = {
         "settings": {
@@ -76,5 +71,3 @@ def serve_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeClu
         pytest.fail("Serve did not come up within 120 s")
     yield ServeCluster(base_url, home, database_url)
     serve.shutdown()
-    ray.shutdown()
-    os.environ.pop("RAY_ADDRESS", None)

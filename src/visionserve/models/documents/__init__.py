@@ -1,0 +1,1 @@
+"""Document parsing: pages → OCR → layout → segments → chunks (Ray-free)."""
