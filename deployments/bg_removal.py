@@ -29,7 +29,7 @@ def finish(cutout: Image.Image, output_format: str | None, cost_usd: float = 0.0
 
 
 @serve.deployment(
-    ray_actor_options={"num_cpus": 0.5},
+    ray_actor_options={"num_cpus": 0.3},
     autoscaling_config={
         "min_replicas": 1,
         "initial_replicas": 1,

@@ -44,11 +44,12 @@ class DocumentPages:
         self._files.move_to_end(key)
         return self._files[key]
 
-    async def count(self, input_key: str) -> int:
-        from visionserve.models.documents.source import count_pages
+    async def prepare(self, input_key: str, config: dict[str, Any]) -> tuple[int, Any]:
+        """Page count and the document-wide style (body/title sizes, running headers)."""
+        from visionserve.models.documents.pipeline import prepare_stage
 
         data = await asyncio.to_thread(self._file, input_key)
-        return await asyncio.to_thread(count_pages, data)
+        return await asyncio.to_thread(prepare_stage, data, config)
 
     async def render(self, input_key: str, page_number: int, config: dict[str, Any]) -> Page:
         data = await asyncio.to_thread(self._file, input_key)
@@ -57,7 +58,12 @@ class DocumentPages:
         )
 
     async def segments(
-        self, page: Page, regions: list[Region] | None, config: dict[str, Any], task_id: str
+        self,
+        page: Page,
+        regions: list[Region] | None,
+        config: dict[str, Any],
+        task_id: str,
+        style: Any = None,
     ) -> list[Segment]:
         def store_crop(segment_id: str, image: Any) -> str:
             key = f"documents/tasks/{task_id}/images/{segment_id}.png"
@@ -65,13 +71,19 @@ class DocumentPages:
             return key  # the task API turns keys into signed URLs (or base64) on read
 
         return await asyncio.to_thread(
-            segment_stage, page, regions, config, f"{task_id[:8]}-p{page.number}", store_crop
+            segment_stage,
+            page,
+            regions,
+            config,
+            f"{task_id[:8]}-p{page.number}",
+            store_crop,
+            style,
         )
 
 
 @serve.deployment(
     name="ocr",
-    ray_actor_options={"num_cpus": 0.25},
+    ray_actor_options={"num_cpus": 0.2},
     autoscaling_config={**_SMALL, "target_ongoing_requests": 2},
     max_ongoing_requests=4,
     max_queued_requests=512,
@@ -97,7 +109,7 @@ class Ocr:
 
 @serve.deployment(
     name="layout",
-    ray_actor_options={"num_cpus": 0.25},
+    ray_actor_options={"num_cpus": 0.2},
     autoscaling_config={**_SMALL, "target_ongoing_requests": 2},
     max_ongoing_requests=4,
     max_queued_requests=512,
@@ -130,7 +142,7 @@ class Layout:
 
 @serve.deployment(
     name="chunking",
-    ray_actor_options={"num_cpus": 0.2},
+    ray_actor_options={"num_cpus": 0.1},
     autoscaling_config={**_SMALL, "target_ongoing_requests": 2},
     max_ongoing_requests=4,
     max_queued_requests=128,
@@ -150,7 +162,7 @@ class Chunking:
         if self._embedder is None:  # loaded on first use: most tasks do not ask for vectors
             from visionserve.models.documents.embedding import Embedder
 
-            self._embedder = Embedder()
+            self._embedder = Embedder(threads=1)
         return self._embedder.embed(texts)
 
     async def chunk(self, segments: list[Segment], config: dict[str, Any]) -> dict[str, Any]:

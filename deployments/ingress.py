@@ -27,7 +27,7 @@ def _import(path: str) -> Surface:
 
 @serve.deployment(
     name="ingress",
-    ray_actor_options={"num_cpus": 0.25},
+    ray_actor_options={"num_cpus": 0.2},
     autoscaling_config={
         "min_replicas": 1,
         "initial_replicas": 1,

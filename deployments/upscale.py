@@ -22,7 +22,7 @@ UPSCALE_FAILED = "upscale_failed"
 
 @serve.deployment(
     name="upscale",
-    ray_actor_options={"num_cpus": 0.25},
+    ray_actor_options={"num_cpus": 0.1},
     autoscaling_config={
         "min_replicas": 1,
         "initial_replicas": 1,

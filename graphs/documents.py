@@ -46,14 +46,14 @@ class DocumentsGraph:
 
     async def parse(self, task_id: str, input_key: str, config: dict[str, Any]) -> dict[str, Any]:
         """The task's chunks, page count and the pages that failed (under Continue)."""
-        count = await self.pages.count.remote(input_key)
+        count, style = await self.pages.prepare.remote(input_key, config)
         layout_on = config.get("segmentation_strategy", "LayoutAnalysis") == "LayoutAnalysis"
         calls = []
         for number in range(1, count + 1):
             page = self.pages.render.remote(input_key, number, config)
             words = self.ocr.recognize.remote(page, config.get("ocr_strategy", "All"))
             regions = self.layout.detect.remote(page) if layout_on else None
-            calls.append(self.pages.segments.remote(words, regions, config, task_id))
+            calls.append(self.pages.segments.remote(words, regions, config, task_id, style))
         outcomes = await asyncio.gather(*calls, return_exceptions=True)
         segments: list[Segment] = []
         errors = []

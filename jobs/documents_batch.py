@@ -32,10 +32,15 @@ def split_s3(uri: str) -> tuple[str, str]:
 class S3:
     """The few S3 calls the job needs, from explicit settings (picklable)."""
 
-    def __init__(self, endpoint_url: str | None, key: str | None, secret: str | None,
-                 region: str) -> None:
-        self.args = {"endpoint_url": endpoint_url, "aws_access_key_id": key,
-                     "aws_secret_access_key": secret, "region_name": region}
+    def __init__(
+        self, endpoint_url: str | None, key: str | None, secret: str | None, region: str
+    ) -> None:
+        self.args = {
+            "endpoint_url": endpoint_url,
+            "aws_access_key_id": key,
+            "aws_secret_access_key": secret,
+            "region_name": region,
+        }
         self._client: Any = None
 
     @property
@@ -58,8 +63,9 @@ class S3:
         for page in self.client.get_paginator("list_objects_v2").paginate(
             Bucket=bucket, Prefix=prefix
         ):
-            keys += [o["Key"] for o in page.get("Contents", [])
-                     if o["Key"].lower().endswith(".pdf")]
+            keys += [
+                o["Key"] for o in page.get("Contents", []) if o["Key"].lower().endswith(".pdf")
+            ]
         return [f"s3://{bucket}/{k}" for k in keys]
 
     def get(self, uri: str) -> bytes:
@@ -75,8 +81,9 @@ class S3:
 class ParseDocuments:
     """The Ray Data callable: one pipeline per worker, loaded once."""
 
-    def __init__(self, s3: S3, output: str, config: dict[str, Any], model_home: str,
-                 ocr_engine: str) -> None:
+    def __init__(
+        self, s3: S3, output: str, config: dict[str, Any], model_home: str, ocr_engine: str
+    ) -> None:
         from visionserve.models.documents.pipeline import DocumentPipeline
 
         self.s3, self.output, self.config = s3, output.rstrip("/"), config
@@ -92,11 +99,16 @@ class ParseDocuments:
             started = time.perf_counter()
             try:
                 result = self.pipeline.parse(self.s3.get(uri), self.config)
-                self.s3.put_json(target, {
-                    "source": uri, "page_count": result.page_count,
-                    "page_errors": result.page_errors, "chunks": to_output(result.chunks),
-                    "seconds": round(time.perf_counter() - started, 3),
-                })
+                self.s3.put_json(
+                    target,
+                    {
+                        "source": uri,
+                        "page_count": result.page_count,
+                        "page_errors": result.page_errors,
+                        "chunks": to_output(result.chunks),
+                        "seconds": round(time.perf_counter() - started, 3),
+                    },
+                )
                 statuses.append("Succeeded")
                 errors.append("")
             except Exception as exc:  # one bad document must not sink the batch
@@ -104,12 +116,19 @@ class ParseDocuments:
                 statuses.append("Failed")
                 errors.append(str(exc))
             outputs.append(target)
-        return {"uri": list(batch["uri"]), "output": outputs, "status": statuses,
-                "error": errors}
+        return {"uri": list(batch["uri"]), "output": outputs, "status": statuses, "error": errors}
 
 
-def run(input_uri: str, output_uri: str, *, s3: S3, config: dict[str, Any], model_home: str,
-        ocr_engine: str = "tesseract", concurrency: int = 1) -> list[dict[str, Any]]:
+def run(
+    input_uri: str,
+    output_uri: str,
+    *,
+    s3: S3,
+    config: dict[str, Any],
+    model_home: str,
+    ocr_engine: str = "tesseract",
+    concurrency: int = 1,
+) -> list[dict[str, Any]]:
     """Parse every PDF under ``input_uri``; returns one status row per document."""
     import ray
 
@@ -119,8 +138,13 @@ def run(input_uri: str, output_uri: str, *, s3: S3, config: dict[str, Any], mode
     ds = ray.data.from_items([{"uri": u} for u in uris])
     results = ds.map_batches(
         ParseDocuments,
-        fn_constructor_kwargs={"s3": s3, "output": output_uri, "config": config,
-                               "model_home": model_home, "ocr_engine": ocr_engine},
+        fn_constructor_kwargs={
+            "s3": s3,
+            "output": output_uri,
+            "config": config,
+            "model_home": model_home,
+            "ocr_engine": ocr_engine,
+        },
         batch_size=1,
         concurrency=concurrency,
         num_cpus=1,
@@ -150,9 +174,15 @@ def main(argv: list[str] | None = None) -> int:
 
     ray.init(address="auto" if _cluster_running() else None, ignore_reinit_error=True)
     s3 = S3(args.endpoint_url, args.access_key_id, args.secret_access_key, args.region)
-    rows = run(args.input, args.output, s3=s3, config=json.loads(args.config),
-               model_home=args.model_home, ocr_engine=args.ocr_engine,
-               concurrency=args.concurrency)
+    rows = run(
+        args.input,
+        args.output,
+        s3=s3,
+        config=json.loads(args.config),
+        model_home=args.model_home,
+        ocr_engine=args.ocr_engine,
+        concurrency=args.concurrency,
+    )
     failed = [r for r in rows if r["status"] != "Succeeded"]
     log.info("parsed %d documents, %d failed", len(rows), len(failed))
     for row in rows:

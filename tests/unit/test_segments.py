@@ -166,7 +166,7 @@ def to_page(pdf_page: pymupdf.Page, *, text_layer: bool = True) -> Page:
                     TextSpan(
                         _box(span["bbox"]),
                         span["text"],
-                        span["size"],
+                        span["size"] * SCALE,  # pixels, as the source step gives them
                         bold=bool(span["flags"] & 16),
                         block=block["number"],
                         line=index,
@@ -180,7 +180,7 @@ def to_page(pdf_page: pymupdf.Page, *, text_layer: bool = True) -> Page:
                 for r in table.rows
             ],
         )
-        for table in pdf_page.find_tables().tables
+        for table in pdf_page.find_tables(use_layout=False).tables
     ]
     return Page(number=number, image=image, dpi=DPI, spans=spans, tables=tables)
 
@@ -471,3 +471,27 @@ def test_crop_and_attach_image(pages: list[Page], segmented: list[list[Segment]]
     assert picture.markdown == "![](https://blobs.example/p1.png)"
     edge = crop(pages[0], BBox(-50, -50, 10, 10))
     assert edge.size[0] >= 1 and edge.size[1] >= 1
+
+
+def test_numbered_and_lettered_items_and_wrapped_lines() -> None:
+    doc = pymupdf.open()
+    page = doc.new_page(width=W, height=H)
+    page.insert_textbox(pymupdf.Rect(72, 60, 540, 100), "Steps " * 30, fontsize=10)
+    page.insert_text((72, 120), "1. First step of the procedure.", fontsize=10)
+    page.insert_text((72, 134), "2. Second step, which is long and", fontsize=10)
+    page.insert_text((84, 146), "wraps onto another line.", fontsize=10)
+    page.insert_text((72, 160), "a) A lettered item.", fontsize=10)
+    page.insert_text((90, 186), "An indented paragraph starts here and it", fontsize=10)
+    page.insert_text((72, 198), "continues at the margin on its second line.", fontsize=10)
+    segs = build_segments(to_page(page), None, id_prefix="l")
+    assert texts_of(segs, ST.LIST_ITEM) == [
+        "1. First step of the procedure.",
+        "2. Second step, which is long and wraps onto another line.",
+        "a) A lettered item.",
+    ]
+    assert texts_of(segs, ST.TEXT)[-1] == (
+        "An indented paragraph starts here and it continues at the margin on its second line."
+    )
+    item = next(s for s in segs if s.segment_type == ST.LIST_ITEM)
+    assert item.html == "<ul><li>1. First step of the procedure.</li></ul>"
+    assert item.markdown == "- 1\\. First step of the procedure."

@@ -12,8 +12,18 @@ OcrStrategy = Literal["All", "Auto"]
 SegmentationStrategy = Literal["LayoutAnalysis", "Page"]
 ErrorHandling = Literal["Fail", "Continue"]
 SEGMENT_KEYS = (
-    "title", "section_header", "text", "list_item", "table", "picture", "caption",
-    "formula", "footnote", "page_header", "page_footer", "page",
+    "title",
+    "section_header",
+    "text",
+    "list_item",
+    "table",
+    "picture",
+    "caption",
+    "formula",
+    "footnote",
+    "page_header",
+    "page_footer",
+    "page",
 )
 
 
@@ -21,9 +31,14 @@ class ChunkProcessing(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     target_length: int = Field(512, ge=0, le=100_000)
-    tokenizer: str = Field("Word", max_length=200, description=(
-        "Word, Cl100kBase, XlmRobertaBase, BertBaseUncased or a Hugging Face model name "
-        "whose tokenizer.json is in <model_home>/tokenizers/<name>/"))
+    tokenizer: str = Field(
+        "Word",
+        max_length=200,
+        description=(
+            "Word, Cl100kBase, XlmRobertaBase, BertBaseUncased or a Hugging Face model name "
+            "whose tokenizer.json is in <model_home>/tokenizers/<name>/"
+        ),
+    )
     ignore_headers_and_footers: bool = True
     embeddings: bool = Field(False, description="Also compute all-MiniLM-L6-v2 vectors")
 

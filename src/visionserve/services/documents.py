@@ -67,7 +67,11 @@ class DocumentService:
             raise BadRequest("Invalid base64 data", code="invalid_base64") from exc
 
     async def create(
-        self, owner: str, data: bytes, file_name: str | None, config: d.Configuration,
+        self,
+        owner: str,
+        data: bytes,
+        file_name: str | None,
+        config: d.Configuration,
         input_url: str | None = None,
     ) -> d.TaskResponse:
         from visionserve.models.documents.source import count_pages, sniff_document
@@ -91,17 +95,30 @@ class DocumentService:
         return await asyncio.to_thread(self.get, task_id, owner)
 
     def _commit_new(
-        self, task_id: str, owner: str, input_key: str, input_url: str | None,
-        file_name: str | None, config: d.Configuration, pages: int,
+        self,
+        task_id: str,
+        owner: str,
+        input_key: str,
+        input_url: str | None,
+        file_name: str | None,
+        config: d.Configuration,
+        pages: int,
     ) -> None:
         now = utcnow()
         with session_scope(self.database_url) as s:
             self._charge(s, owner, pages, now)
             task = DocumentTask(
-                id=task_id, owner=owner, input_key=input_key, input_url=input_url,
-                file_name=file_name, configuration=config.model_dump(mode="json"),
-                page_count=pages, created_at=now, message="Task queued",
-                expires_at=now + timedelta(seconds=config.expires_in) if config.expires_in
+                id=task_id,
+                owner=owner,
+                input_key=input_key,
+                input_url=input_url,
+                file_name=file_name,
+                configuration=config.model_dump(mode="json"),
+                page_count=pages,
+                created_at=now,
+                message="Task queued",
+                expires_at=now + timedelta(seconds=config.expires_in)
+                if config.expires_in
                 else None,
             )
             s.add(task)
@@ -120,8 +137,14 @@ class DocumentService:
         row.pages += pages
 
     def _enqueue(self, s: Any, task: DocumentTask) -> None:
-        job = enqueue(s, surface="documents", kind=JOB_KIND, payload={"task_id": task.id},
-                      settings=self.settings.jobs, owner_key_id=task.owner)
+        job = enqueue(
+            s,
+            surface="documents",
+            kind=JOB_KIND,
+            payload={"task_id": task.id},
+            settings=self.settings.jobs,
+            owner_key_id=task.owner,
+        )
         task.job_id = job.id
         task.status, task.message = "Starting", "Task queued"
         task.started_at = task.finished_at = None
@@ -156,15 +179,22 @@ class DocumentService:
                     if seg.image and not seg.image.startswith(("http", "data:")):
                         seg.image = self._url(seg.image, base64_urls)  # stored as a blob key
         config = d.ConfigurationOut.model_validate(
-            {**task.configuration, "input_file_url": task.input_url
-             or self._url(task.input_key, False)}
+            {
+                **task.configuration,
+                "input_file_url": task.input_url or self._url(task.input_key, False),
+            }
         )
         return d.TaskResponse(
-            task_id=task.id, status=task.status,  # type: ignore[arg-type]
-            created_at=task.created_at, started_at=task.started_at,
-            finished_at=task.finished_at, expires_at=task.expires_at, message=task.message,
+            task_id=task.id,
+            status=task.status,  # type: ignore[arg-type]
+            created_at=task.created_at,
+            started_at=task.started_at,
+            finished_at=task.finished_at,
+            expires_at=task.expires_at,
+            message=task.message,
             task_url=f"{self.settings.public_url}/documents/api/v1/task/{task.id}",
-            configuration=config, output=output,
+            configuration=config,
+            output=output,
         )
 
     def _url(self, key: str, inline: bool) -> str:
@@ -175,8 +205,15 @@ class DocumentService:
         return self.blobs.url(key)
 
     def list(
-        self, owner: str, *, page: int | None, limit: int | None, start: datetime | None,
-        end: datetime | None, include_chunks: bool, base64_urls: bool,
+        self,
+        owner: str,
+        *,
+        page: int | None,
+        limit: int | None,
+        start: datetime | None,
+        end: datetime | None,
+        include_chunks: bool,
+        base64_urls: bool,
     ) -> list[d.TaskResponse]:
         if page is not None and limit is None:
             raise BadRequest("limit is required when page is provided")
@@ -192,8 +229,9 @@ class DocumentService:
             tasks = [t for t in s.scalars(query) if not _expired(t)]
             for t in tasks:
                 s.expunge(t)
-        return [self.render(t, include_chunks=include_chunks, base64_urls=base64_urls)
-                for t in tasks]
+        return [
+            self.render(t, include_chunks=include_chunks, base64_urls=base64_urls) for t in tasks
+        ]
 
     # --- change ----------------------------------------------------------------------
 
@@ -275,9 +313,9 @@ class DocumentService:
         """Delete expired tasks and their blobs; returns how many."""
         now = utcnow()
         with session_scope(self.database_url) as s:
-            expired = list(s.scalars(
-                select(DocumentTask).where(DocumentTask.expires_at < now).limit(200)
-            ))
+            expired = list(
+                s.scalars(select(DocumentTask).where(DocumentTask.expires_at < now).limit(200))
+            )
             ids = [t.id for t in expired]
             for task in expired:
                 s.delete(task)
@@ -290,8 +328,13 @@ def _expired(task: DocumentTask) -> bool:
     return task.expires_at is not None and task.expires_at <= utcnow()
 
 
-_MIME = {"pdf": "application/pdf", "png": "image/png", "jpeg": "image/jpeg",
-         "tiff": "image/tiff", "webp": "image/webp"}
+_MIME = {
+    "pdf": "application/pdf",
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "tiff": "image/tiff",
+    "webp": "image/webp",
+}
 
 
 @job_kind(JOB_KIND)
@@ -315,9 +358,13 @@ async def parse_job(ctx: JobContext) -> dict[str, Any]:
     body = json.dumps({"chunks": result["chunks"]}).encode()
     await asyncio.to_thread(service.blobs.put, output_key, body, "application/json")
     failed = result.get("page_errors") or []
-    message = "Task succeeded" if not failed else (
-        f"Task succeeded with {len(failed)} failed page(s): "
-        + "; ".join(f"page {e['page']}: {e['error']}" for e in failed)
+    message = (
+        "Task succeeded"
+        if not failed
+        else (
+            f"Task succeeded with {len(failed)} failed page(s): "
+            + "; ".join(f"page {e['page']}: {e['error']}" for e in failed)
+        )
     )
     if result.get("llm") == "not_configured":
         message += "; llm_processing was not applied: no LLM endpoint is configured"
@@ -331,5 +378,3 @@ async def sweep(services: dict[str, Any]) -> None:
     removed = await asyncio.to_thread(service.sweep_expired)
     if removed:
         log.info("swept %d expired document tasks", removed)
-
-

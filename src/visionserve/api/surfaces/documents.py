@@ -97,8 +97,11 @@ def router(ctx: AppContext) -> APIRouter:
         include_chunks: bool = True,
     ) -> d.TaskResponse:
         return await asyncio.to_thread(
-            service(app).get, task_id, owner(who),
-            include_chunks=include_chunks, base64_urls=base64_urls,
+            service(app).get,
+            task_id,
+            owner(who),
+            include_chunks=include_chunks,
+            base64_urls=base64_urls,
         )
 
     @r.patch("/task/{task_id}/parse", response_model=d.TaskResponse)
@@ -139,8 +142,14 @@ def router(ctx: AppContext) -> APIRouter:
         include_chunks: bool = False,
     ) -> list[d.TaskResponse]:
         return await asyncio.to_thread(
-            service(app).list, owner(who), page=page, limit=limit, start=start, end=end,
-            include_chunks=include_chunks, base64_urls=base64_urls,
+            service(app).list,
+            owner(who),
+            page=page,
+            limit=limit,
+            start=start,
+            end=end,
+            include_chunks=include_chunks,
+            base64_urls=base64_urls,
         )
 
     @r.get("/usage/monthly", response_model=d.MonthlyUsage)
@@ -163,8 +172,7 @@ def router(ctx: AppContext) -> APIRouter:
             "tier": "SelfHosted",
             "created_at": who.key.created_at,
             "updated_at": who.key.created_at,
-            "usage": [{"usage_type": "Page", "usage_limit": usage.usage_limit,
-                       "overage_usage": 0}],
+            "usage": [{"usage_type": "Page", "usage_limit": usage.usage_limit, "overage_usage": 0}],
             "task_count": 0,
             "last_paid_status": None,
         }
@@ -198,6 +206,8 @@ SURFACE = Surface(
     routers=(router,),
     public_routers=(public_router,),
     requires_key=True,
+    # Clients poll GET /task/{id}; the contract's own limit is pages per month.
+    rate_limit_per_minute=1200,
     validation_status=422,
     job_modules=("visionserve.services.documents",),
 )

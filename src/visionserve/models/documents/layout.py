@@ -107,6 +107,7 @@ class LayoutModel:
         self._outputs = [o.name for o in self._session.get_outputs()]
         self._pre = PPPreProcess(img_size=_INPUT_SIZE)
         self._post = PPPostProcess(self.labels, conf_thresh, iou_thresh)
+        self.warm()
 
     def warm(self) -> None:
         """Run one blank page so the first request does not pay for lazy allocations."""

@@ -22,10 +22,18 @@ from visionserve.settings import LlmSettings
 log = logging.getLogger(__name__)
 
 SEGMENT_KEY = {
-    "Title": "title", "SectionHeader": "section_header", "Text": "text",
-    "ListItem": "list_item", "Table": "table", "Picture": "picture", "Caption": "caption",
-    "Formula": "formula", "Footnote": "footnote", "PageHeader": "page_header",
-    "PageFooter": "page_footer", "Page": "page",
+    "Title": "title",
+    "SectionHeader": "section_header",
+    "Text": "text",
+    "ListItem": "list_item",
+    "Table": "table",
+    "Picture": "picture",
+    "Caption": "caption",
+    "Formula": "formula",
+    "Footnote": "footnote",
+    "PageHeader": "page_header",
+    "PageFooter": "page_footer",
+    "Page": "page",
 }
 DEFAULT_PROMPT = "Convert this document segment to {fmt}. Answer with the {fmt} only."
 
@@ -54,8 +62,11 @@ class LlmClient:
         if image_png:
             uri = "data:image/png;base64," + base64.b64encode(image_png).decode()
             content.append({"type": "image_url", "image_url": {"url": uri}})
-        body = {"model": self.settings.model, "messages": [{"role": "user", "content": content}],
-                "temperature": 0}
+        body = {
+            "model": self.settings.model,
+            "messages": [{"role": "user", "content": content}],
+            "temperature": 0,
+        }
         url = f"{str(self.settings.base_url).rstrip('/')}/chat/completions"
         headers = {"Content-Type": "application/json"}
         if self.settings.api_key:
@@ -64,8 +75,13 @@ class LlmClient:
         pinned, host, extensions = pinned_request_args(target, url)
         try:
             async with httpx.AsyncClient(**self.egress.client_kwargs()) as client:
-                r = await client.post(pinned, json=body, headers={**headers, **host},
-                                      extensions=extensions, timeout=self.settings.timeout_s)
+                r = await client.post(
+                    pinned,
+                    json=body,
+                    headers={**headers, **host},
+                    extensions=extensions,
+                    timeout=self.settings.timeout_s,
+                )
         except httpx.HTTPError as exc:
             raise ServiceUnavailable(f"LLM endpoint unreachable: {type(exc).__name__}") from exc
         if r.status_code >= 400:

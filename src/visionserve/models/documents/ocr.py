@@ -134,6 +134,8 @@ class TesseractOcr:
             raise Unprocessable(
                 f"OCR took longer than {self.timeout_s:.0f} s", code="ocr_failed"
             ) from None
+        except OSError as exc:  # the binary went away after start-up
+            raise OcrUnavailable(f"cannot run tesseract ({exc}): install tesseract-ocr") from None
         stderr = proc.stderr.decode("utf-8", "replace").strip()
         if proc.returncode != 0:
             if "Failed loading language" in stderr or "traineddata" in stderr:
@@ -184,6 +186,9 @@ class RapidOcr:
         threads: ONNX Runtime intra-op threads (None: ONNX Runtime's default).
         max_side_len: Images are shrunk so their longer side fits this before
             detection (RapidOCR's default is 2000; a 300 DPI A4 page is 3508).
+        use_cls: Run the text-line orientation classifier. Off by default: it
+            squeezes a line into 192 pixels, and on long lines of an upright page
+            it wrongly flips some by 180°, which turns them into garbage.
 
     Raises:
         OcrUnavailable: rapidocr or one of its model files is missing.
@@ -197,7 +202,9 @@ class RapidOcr:
         "Rec": "PP-OCRv6_rec_small.onnx",
     }
 
-    def __init__(self, *, threads: int | None = None, max_side_len: int = 2000) -> None:
+    def __init__(
+        self, *, threads: int | None = None, max_side_len: int = 2000, use_cls: bool = False
+    ) -> None:
         try:
             import rapidocr
         except ImportError as exc:
@@ -209,6 +216,7 @@ class RapidOcr:
         params: dict[str, Any] = {
             "Global.log_level": "warning",
             "Global.max_side_len": max_side_len,
+            "Global.use_cls": use_cls,
         }
         for section, file in self._MODELS.items():
             path = models / file
@@ -234,15 +242,18 @@ class RapidOcr:
         if image.ndim == 3:
             image = np.ascontiguousarray(image[..., ::-1])  # RapidOCR takes arrays as BGR
         result: Any = self._engine(image)  # a RapidOCROutput, or another output when empty
-        if result.boxes is None or result.txts is None or result.scores is None:
-            return []  # nothing detected
+        # Nothing found comes back as a different output type without these fields.
+        boxes, txts, scores = (getattr(result, k, None) for k in ("boxes", "txts", "scores"))
+        if boxes is None or txts is None or scores is None:
+            return []
         words = []
-        for box, text, score in zip(result.boxes, result.txts, result.scores, strict=True):
+        for box, text, score in zip(boxes, txts, scores, strict=True):
             points = np.asarray(box, dtype=np.float64).reshape(-1, 2)
             x0, y0 = points.min(axis=0)
             x1, y1 = points.max(axis=0)
             if text.strip():
-                words.append(Word(BBox.from_corners(x0, y0, x1, y1), text.strip(), float(score)))
+                box = BBox.from_corners(float(x0), float(y0), float(x1), float(y1))
+                words.append(Word(box, text.strip(), float(score)))
         return words
 
 
@@ -280,9 +291,13 @@ def get_ocr_engine(name: str, **kwargs: Any) -> OcrEngine:
 MIN_GOOD_TEXT = 0.9
 # pdfminer-style "(cid:123)" placeholders, which some producers bake into the layer.
 _CID = re.compile(r"\(cid:\d+\)")
-# Ink outside the text layer above this share of the page makes Auto OCR it too.
-_FOREIGN_INK = 0.01
-_GRID = 8  # pixels per cell of the ink grid
+# Ink blobs outside the text layer above this share of the page make Auto OCR it
+# too: a short line of 20 pt text in a pasted picture is 0.04-0.07%, rules and
+# frames up to 2 pt stay under 0.003%.
+_FOREIGN_INK = 0.0002
+# OCR words Auto adds to a text layer must look like text: figures and rules make
+# tesseract emit low-confidence "|", "—" and the like.
+_MIN_REGION_CONFIDENCE = 0.5
 
 
 def ocr_page(page: Page, engine: OcrEngine, strategy: OcrStrategy | str = "All") -> Page:
@@ -315,7 +330,13 @@ def ocr_page(page: Page, engine: OcrEngine, strategy: OcrStrategy | str = "All")
     words = spans_to_words(page.spans or [])
     if _foreign_ink(page) > _FOREIGN_INK:
         boxes = [s.bbox for s in page.spans or []]
-        words += [w for w in engine.recognize(page.image) if not _covered(w.bbox, boxes)]
+        words += [
+            w
+            for w in engine.recognize(page.image)
+            if w.confidence >= _MIN_REGION_CONFIDENCE
+            and any(c.isalnum() for c in w.text)
+            and not _covered(w.bbox, boxes)
+        ]
     return replace(page, words=words)
 
 
@@ -378,19 +399,29 @@ def _bad(ch: str) -> bool:
 
 
 def _foreign_ink(page: Page) -> float:
-    """Share of the page's grid cells with ink that no span or table explains."""
+    """Share of the page's grid cells inside ink blobs no span or table explains.
+
+    The page is cut into cells of about 1/37 inch; a cell counts when it and its
+    four neighbours all hold ink, which a paragraph or a picture does but a rule,
+    a frame or specks of noise do not.
+    """
+    grid = max(2, round(page.dpi / 37.5))
     grey = page.image if page.image.ndim == 2 else page.image.min(axis=2)
-    h, w = grey.shape[0] // _GRID, grey.shape[1] // _GRID
-    if h == 0 or w == 0:
+    h, w = grey.shape[0] // grid, grey.shape[1] // grid
+    if h < 3 or w < 3:
         return 0.0
-    dark = grey[: h * _GRID, : w * _GRID] < 128
-    cells = np.asarray(dark.reshape(h, _GRID, w, _GRID).any(axis=(1, 3)))
+    dark = grey[: h * grid, : w * grid] < 128
+    ink = np.asarray(dark.reshape(h, grid, w, grid).any(axis=(1, 3)))
+    blob = np.zeros_like(ink)
+    blob[1:-1, 1:-1] = (
+        ink[1:-1, 1:-1] & ink[:-2, 1:-1] & ink[2:, 1:-1] & ink[1:-1, :-2] & ink[1:-1, 2:]
+    )
     pad = 1  # a cell of slack for anti-aliasing and descenders
     for box in [s.bbox for s in page.spans or []] + [t.bbox for t in page.tables]:
-        x0, y0 = int(box.left // _GRID) - pad, int(box.top // _GRID) - pad
-        x1, y1 = int(box.right // _GRID) + 1 + pad, int(box.bottom // _GRID) + 1 + pad
-        cells[max(0, y0) : max(0, y1), max(0, x0) : max(0, x1)] = False
-    return float(cells.mean())
+        x0, y0 = int(box.left // grid) - pad, int(box.top // grid) - pad
+        x1, y1 = int(box.right // grid) + 1 + pad, int(box.bottom // grid) + 1 + pad
+        blob[max(0, y0) : max(0, y1), max(0, x0) : max(0, x1)] = False
+    return float(blob.mean())
 
 
 def _covered(box: BBox, spans: list[BBox]) -> bool:
@@ -405,7 +436,7 @@ def erase_rules(grey: np.ndarray, *, min_length: int | None = None) -> np.ndarra
         grey: HxW uint8 grey pixels.
         min_length: Shortest run of dark pixels that counts as a line; by default
             1/25 of the image width (1/3 inch on a Letter or A4 page), longer than
-            any stroke of body text.
+            any stroke of body text. Lines thicker than 1/12 of it are kept.
 
     Returns:
         A copy with the lines' pixels set to white.
@@ -417,9 +448,24 @@ def erase_rules(grey: np.ndarray, *, min_length: int | None = None) -> np.ndarra
     dark = grey[: h // 2 * 2, : w // 2 * 2] < 128
     pooled = np.asarray(dark.reshape(h // 2, 2, w // 2, 2).any(axis=(1, 3)))
     half = max(2, k // 2)
-    lines = _runs(pooled, half) | _runs(pooled.T, half).T
+    horizontal = _runs(pooled, half)
+    vertical = _runs(pooled.T, half).T
+    # Rules are thin; the stems and bars of large headings, and filled boxes, are
+    # long too but thick: keep anything thicker than 1/12 of the minimum length
+    # (2 points at any DPI for the default length).
+    thick = max(2, half // 12) + 1
+    horizontal &= ~_runs(horizontal.T, thick).T
+    vertical &= ~_runs(vertical, thick)
+    lines = horizontal | vertical
+    # Grow the lines by a pooled pixel on every side: a scanned rule has a grey
+    # halo that tesseract would still read as "|" once the dark core is gone.
+    grown = lines.copy()
+    grown[1:] |= lines[:-1]
+    grown[:-1] |= lines[1:]
+    grown[:, 1:] |= lines[:, :-1]
+    grown[:, :-1] |= lines[:, 1:]
     mask = np.zeros((h, w), dtype=bool)
-    mask[: h // 2 * 2, : w // 2 * 2] = lines.repeat(2, axis=0).repeat(2, axis=1)
+    mask[: h // 2 * 2, : w // 2 * 2] = grown.repeat(2, axis=0).repeat(2, axis=1)
     out = grey.copy()
     out[mask] = 255
     return out

@@ -30,10 +30,23 @@ def render_stage(data: bytes, page_number: int, config: dict[str, Any], max_page
     from visionserve.models.documents.source import load_pages
 
     (page,) = load_pages(
-        data, file_name=None, high_resolution=bool(config.get("high_resolution")),
-        max_pages=max_pages, page_numbers=[page_number], continue_on_error=True,
+        data,
+        file_name=None,
+        high_resolution=bool(config.get("high_resolution")),
+        max_pages=max_pages,
+        page_numbers=[page_number],
+        continue_on_error=True,
     )
     return page
+
+
+def prepare_stage(data: bytes, config: dict[str, Any]) -> tuple[int, Any]:
+    """Page count and the style every page's segmentation needs to agree on."""
+    from visionserve.models.documents.segments import document_style
+    from visionserve.models.documents.source import count_pages, text_pages
+
+    pages = text_pages(data, high_resolution=bool(config.get("high_resolution")))
+    return count_pages(data), document_style(pages) if pages else None
 
 
 def segment_stage(
@@ -42,10 +55,12 @@ def segment_stage(
     config: dict[str, Any],
     id_prefix: str,
     store_crop: Callable[[str, Any], str] | None = None,
+    style: Any = None,
 ) -> list[Segment]:
-    """Page (with words) + regions → segments; pictures and tables cropped when asked."""
+    """Page (with words) + regions → segments; crops stored where the config asks."""
     from visionserve.models.documents.segments import (
         apply_segment_processing,
+        attach_image,
         build_segments,
         crop,
     )
@@ -53,24 +68,22 @@ def segment_stage(
     if page.error:
         raise RuntimeError(page.error)
     strategy = config.get("segmentation_strategy", "LayoutAnalysis")
-    segments = build_segments(page, regions, strategy=strategy, id_prefix=id_prefix)
-    processing = config.get("segment_processing") or {}
-    apply_segment_processing(segments, processing)
+    segments = build_segments(page, regions, strategy=strategy, id_prefix=id_prefix, style=style)
     if store_crop is not None:
-        for seg in segments:
-            if _wants_crop(seg, processing):
-                seg.image = store_crop(seg.segment_id, crop(page, seg.bbox))
-                if seg.segment_type == "Picture" and not seg.html:
-                    seg.html = f'<img src="{seg.image}" />'
+        for plan in apply_segment_processing(segments, config.get("segment_processing")):
+            if plan.crop:
+                seg = plan.segment
+                attach_image(seg, store_crop(seg.segment_id, crop(page, seg.bbox)))
     return segments
 
 
-def _wants_crop(seg: Segment, processing: dict[str, Any]) -> bool:
-    """Pictures are always cropped (their pixels are the content); others when asked."""
-    from visionserve.models.documents.llm import SEGMENT_KEY
+def chunk_text(segments: list[Segment], plans: dict[str, str] | None = None) -> str:
+    """What a chunk's ``embed`` says: the text its ``chunk_length`` counted."""
+    from visionserve.models.documents.chunking import chunk_text as text_of
 
-    conf = processing.get(SEGMENT_KEY.get(str(seg.segment_type), ""), {}) or {}
-    return conf.get("crop_image") == "All" or str(seg.segment_type) == "Picture"
+    if plans is None:
+        return text_of(segments)
+    return text_of(segments, lambda seg: plans.get(seg.segment_id, seg.markdown or seg.text))
 
 
 def to_output(chunks: list[Chunk]) -> list[dict[str, Any]]:
@@ -80,22 +93,35 @@ def to_output(chunks: list[Chunk]) -> list[dict[str, Any]]:
     for chunk in chunks:
         segments = [
             {
-                "segment_id": s.segment_id, "segment_type": str(s.segment_type),
-                "bbox": vars(s.bbox), "confidence": s.confidence,
-                "page_number": s.page_number, "page_width": s.page_width,
-                "page_height": s.page_height, "text": s.text, "content": s.content,
-                "html": s.html, "markdown": s.markdown, "llm": s.llm, "image": s.image,
-                "ocr": [{"bbox": vars(w.bbox), "text": w.text, "confidence": w.confidence}
-                        for w in s.ocr],
+                "segment_id": s.segment_id,
+                "segment_type": str(s.segment_type),
+                "bbox": vars(s.bbox),
+                "confidence": s.confidence,
+                "page_number": s.page_number,
+                "page_width": s.page_width,
+                "page_height": s.page_height,
+                "text": s.text,
+                "content": s.content,
+                "html": s.html,
+                "markdown": s.markdown,
+                "llm": s.llm,
+                "image": s.image,
+                "ocr": [
+                    {"bbox": vars(w.bbox), "text": w.text, "confidence": w.confidence}
+                    for w in s.ocr
+                ],
             }
             for s in chunk.segments
         ]
-        out.append({
-            "chunk_id": chunk.chunk_id, "chunk_length": chunk.chunk_length,
-            "segments": segments,
-            "embed": "\n".join(s.markdown or s.text for s in chunk.segments),
-            "embedding": chunk.embed,
-        })
+        out.append(
+            {
+                "chunk_id": chunk.chunk_id,
+                "chunk_length": chunk.chunk_length,
+                "segments": segments,
+                "embed": chunk.embed if chunk.embed is not None else chunk_text(chunk.segments),
+                "embedding": chunk.embedding,
+            }
+        )
     return out
 
 
@@ -121,9 +147,8 @@ class DocumentPipeline:
 
     def parse(self, data: bytes, config: dict[str, Any]) -> ParseResult:
         from visionserve.models.documents.ocr import ocr_page
-        from visionserve.models.documents.source import count_pages
 
-        n = count_pages(data)
+        n, style = prepare_stage(data, config)
         segments: list[Segment] = []
         errors: list[dict[str, Any]] = []
         prefix = uuid.uuid4().hex[:8]
@@ -138,7 +163,7 @@ class DocumentPipeline:
                     if config.get("segmentation_strategy", "LayoutAnalysis") == "LayoutAnalysis"
                     else None
                 )
-                segments += segment_stage(page, regions, config, f"{prefix}-{number}")
+                segments += segment_stage(page, regions, config, f"{prefix}-{number}", None, style)
             except Exception as exc:
                 if config.get("error_handling") != "Continue":
                     raise
@@ -152,7 +177,7 @@ class DocumentPipeline:
         if self._embedder is None:
             from visionserve.models.documents.embedding import Embedder
 
-            self._embedder = Embedder()
+            self._embedder = Embedder(threads=1)
         return self._embedder.embed
 
 
@@ -163,20 +188,29 @@ def chunk_stage(
     embed: Callable[[list[str]], list[list[float]]] | None = None,
 ) -> list[Chunk]:
     from visionserve.models.documents.chunking import chunk_segments
+    from visionserve.models.documents.segments import apply_segment_processing
     from visionserve.models.documents.tokenizers import get_tokenizer
 
     processing = config.get("chunk_processing") or {}
     tokenizer = get_tokenizer(processing.get("tokenizer") or "Word", model_home)
+    # Each type's segment_processing decides what a segment adds to its chunk's text.
+    plans = {
+        p.segment.segment_id: p.embed
+        for p in apply_segment_processing(segments, config.get("segment_processing"))
+    }
     chunks = chunk_segments(
         segments,
         target_length=int(processing.get("target_length") or 512),
         tokenizer=tokenizer,
         ignore_headers_and_footers=bool(processing.get("ignore_headers_and_footers", True)),
+        embed_text=lambda seg: plans.get(seg.segment_id, seg.markdown or seg.text),
     )
+    for chunk in chunks:
+        chunk.embed = chunk_text(chunk.segments, plans)
     if embed is not None and chunks:
-        texts = ["\n".join(s.markdown or s.text for s in c.segments) for c in chunks]
-        for chunk, vector in zip(chunks, embed(texts), strict=True):
-            chunk.embed = vector
+        vectors = embed([c.embed or "" for c in chunks])
+        for chunk, vector in zip(chunks, vectors, strict=True):
+            chunk.embedding = vector
     return chunks
 
 

@@ -82,7 +82,8 @@ class DocumentStyle:
     """Facts about the whole document that one page cannot tell on its own.
 
     Attributes:
-        body_size: Dominant font size (points) of the text layer; None: judge each page alone.
+        body_size: Dominant font size of the text layer (in ``TextSpan.font_size`` units);
+            None: judge each page alone.
         title_size: Size of the largest text on page 1 when it stands out as a title.
         running: Normalised margin texts repeated on two or more pages (digits folded to ``#``).
     """
@@ -165,7 +166,7 @@ def document_style(pages: Sequence[Page]) -> DocumentStyle:
     title = None
     if body and first_page_lines:
         page1 = next(p for p in pages if p.number == 1)
-        title = _title_size(first_page_lines, body, page1.height, ratio=1.3)
+        title = _title_size(first_page_lines, body, page1.height, ratio=1.3, running=running)
     return DocumentStyle(body_size=body, title_size=title, running=running)
 
 
@@ -197,7 +198,8 @@ def build_segments(
         raise BadRequest(f"unknown segmentation_strategy {strategy!r}: LayoutAnalysis or Page")
     if page.error is not None:
         return []
-    drafts = _order(_layout_drafts(page, list(regions or []), style), page.width)
+    detected = list(regions) if regions is not None else None
+    drafts = _order(_layout_drafts(page, detected, style), page.width)
     segments = [_to_segment(d, page, f"{id_prefix}-{i}") for i, d in enumerate(drafts)]
     if strategy == "LayoutAnalysis":
         return segments
@@ -295,8 +297,8 @@ def apply_segment_processing(
 class _Line:
     bbox: BBox
     text: str
-    # Font size (text layer, points) or median word height (OCR, pixels): only ever
-    # compared with sizes from the same source on the same page.
+    # Font size (text layer) or median word height (OCR): only ever compared, as a
+    # ratio, with sizes from the same source.
     size: float
     bold: bool = False
     block: Hashable = None
@@ -307,24 +309,25 @@ class _Line:
 def _page_lines(page: Page) -> tuple[list[_Line], bool]:
     """The page's lines and whether they came from the text layer."""
     if page.spans and (page.has_text_layer or not page.words):
-        return _lines_from_spans(page.spans, page.dpi), True
+        return _lines_from_spans(page.spans), True
     return _lines_from_words(page.words), False
 
 
-def _lines_from_spans(spans: Sequence[TextSpan], dpi: int) -> list[_Line]:
+def _lines_from_spans(spans: Sequence[TextSpan]) -> list[_Line]:
     groups: dict[tuple[int, int], list[TextSpan]] = {}
     for span in spans:
         if span.text.strip():
             groups.setdefault((span.block, span.line), []).append(span)
-    px_per_pt = dpi / 72.0
     lines = []
     for (block, _), members in groups.items():
         members.sort(key=lambda s: s.bbox.left)
         text = members[0].text
         for prev, span in itertools.pairwise(members):
             gap = span.bbox.left - prev.bbox.right
-            # Spans split at font changes can cut a word in two: only a real gap is a space.
-            joined = gap <= 0.15 * span.font_size * px_per_pt
+            # Spans split at font changes can cut a word in two: only a real gap (a space
+            # is about a quarter of the line height) separates words. Box heights, not
+            # font sizes, so the rule holds whatever unit the sizes are in.
+            joined = gap <= 0.12 * max(span.bbox.height, prev.bbox.height)
             if joined and not text.endswith(" ") and not span.text.startswith(" "):
                 text += span.text
             else:
@@ -409,15 +412,22 @@ class _Context:
     header_ratio: float  # size/body above which a line is a section header
     running: frozenset[str]
     text_layer: bool
+    # Page 1's top-most detector title, used only when type sizes show no title.
+    title_region: Region | None = None
 
 
-def _layout_drafts(page: Page, regions: list[Region], style: DocumentStyle | None) -> list[_Draft]:
+def _layout_drafts(
+    page: Page, detected: list[Region] | None, style: DocumentStyle | None
+) -> list[_Draft]:
     lines, text_layer = _page_lines(page)
-    regions = _dedupe(regions)
+    regions = _dedupe(detected or [])
     ctx = _context(page, lines, regions, style, text_layer)
 
     drafts, lines = _tables(page, lines, regions)
-    pictures, lines = _pictures(page, lines, regions, [d.bbox for d in drafts])
+    # Without a detector, pictures come from the rendered ink; with one, the detector is
+    # trusted (ink boxes misfire where an invisible OCR layer does not match the glyphs).
+    use_ink = detected is None and text_layer
+    pictures, lines = _pictures(page, lines, regions, [d.bbox for d in drafts], use_ink)
     drafts += pictures
 
     for block_lines, hint in _blocks(lines, ctx):
@@ -435,17 +445,32 @@ def _context(
     page_body = _weighted_median([(line.size, len(line.text)) for line in lines]) or 1.0
     # OCR heights jitter with ascenders and descenders: demand a bigger jump for headings.
     header_ratio, title_ratio = (1.15, 1.3) if text_layer else (1.3, 1.5)
+    running = style.running if style is not None else frozenset()
     if text_layer and style is not None and style.body_size:
         body, title = style.body_size, style.title_size
     else:
         body = page_body
-        title = _title_size(lines, body, page.height, title_ratio) if page.number == 1 else None
-    running = style.running if style is not None else frozenset()
-    return _Context(page, regions, body, title, header_ratio, running, text_layer)
+        title = (
+            _title_size(lines, body, page.height, title_ratio, running)
+            if page.number == 1
+            else None
+        )
+    title_region = None
+    if page.number == 1 and title is None:
+        titles = [r for r in regions if r.segment_type == SegmentType.TITLE]
+        title_region = min(titles, key=lambda r: r.bbox.top, default=None)
+    return _Context(page, regions, body, title, header_ratio, running, text_layer, title_region)
 
 
-def _title_size(lines: list[_Line], body: float, height: int, ratio: float) -> float | None:
-    sizes = [line.size for line in lines if not _in_margin(line.bbox, height)]
+def _title_size(
+    lines: list[_Line], body: float, height: int, ratio: float, running: frozenset[str]
+) -> float | None:
+    # Running headers/footers never make the title; a title near the top edge still does.
+    sizes = [
+        line.size
+        for line in lines
+        if _normalise(line.text) not in running and not _PAGE_NUMBER_RE.match(_normalise(line.text))
+    ]
     if not sizes or max(sizes) < ratio * body:
         return None
     return max(sizes)
@@ -480,27 +505,29 @@ def _tables(
 
 
 def _pictures(
-    page: Page, lines: list[_Line], regions: list[Region], taken: list[BBox]
+    page: Page, lines: list[_Line], regions: list[Region], taken: list[BBox], use_ink: bool
 ) -> tuple[list[_Draft], list[_Line]]:
-    """Detector pictures, plus large ink areas with little text that the detector missed."""
-    boxes: list[tuple[BBox, float]] = [
-        (r.bbox, r.confidence)
+    """Detector pictures, or (``use_ink``) large non-text ink areas of the rendered page."""
+    boxes: list[tuple[BBox, float, float]] = [
+        (r.bbox, r.confidence, 0.4)
         for r in regions
         if r.segment_type == SegmentType.PICTURE and not any(_same_area(r.bbox, t) for t in taken)
     ]
-    known = [b for b, _ in boxes] + taken
-    for box in _ink_boxes(page, lines, taken):
-        if not any(box.intersection_area(k) > 0.3 * min(box.area, k.area) for k in known):
-            boxes.append((box, 0.5))
+    if use_ink:
+        known = [b for b, _, _ in boxes] + taken
+        for box in _ink_boxes(page, lines, taken):
+            if not any(box.intersection_area(k) > 0.3 * min(box.area, k.area) for k in known):
+                boxes.append((box, 0.5, 0.15))
     drafts = []
-    for box, confidence in boxes:
+    for box, confidence, max_text in boxes:
         inside = [
             line
             for line in lines
             if _centre_in(line.bbox, box) and not _CAPTION_RE.match(line.text)
         ]
-        # A "figure" that is mostly text is a detector mistake: keep it as text.
-        if sum(line.bbox.area for line in inside) > 0.4 * max(box.area, 1.0):
+        # A "picture" that is mostly text (a detector mistake, a shaded text box, a
+        # full-page scan behind an OCR layer) stays text.
+        if sum(line.bbox.area for line in inside) > max_text * max(box.area, 1.0):
             continue
         lines = [line for line in lines if not any(line is i for i in inside)]
         drafts.append(_Draft(SegmentType.PICTURE, box, confidence, inside))
@@ -524,7 +551,8 @@ def _ink_boxes(page: Page, lines: list[_Line], taken: list[BBox], cell: int = 8)
     boxes = []
     for y0, x0, y1, x1, filled in _components(grid):
         w, h = x1 - x0, y1 - y0
-        if w >= min_w and h >= min_h and filled >= 0.05 * w * h:
+        # Page-sized ink is a background (a scan under an OCR layer), not a figure.
+        if w >= min_w and h >= min_h and filled >= 0.05 * w * h and w * h <= 0.5 * gw * gh:
             boxes.append(BBox(x0 * cell, y0 * cell, w * cell, h * cell))
     return boxes
 
@@ -614,9 +642,10 @@ def _classify_block(lines: list[_Line], hint: Region | None, ctx: _Context) -> l
         sorted(lines, key=lambda ln: (ln.bbox.top, ln.bbox.left)) if not ctx.text_layer else lines
     )
     plain_type, plain_conf = _block_type(lines, hint, ctx)
+    rows = _rows(lines)
     drafts: list[_Draft] = []
     for line in lines:
-        kind = _line_type(line, len(lines), hint, ctx)
+        kind = _line_type(line, rows, hint, ctx)
         current = drafts[-1] if drafts else None
         if kind == SegmentType.LIST_ITEM:
             drafts.append(_Draft(kind, line.bbox, 1.0, [line]))
@@ -636,7 +665,7 @@ def _classify_block(lines: list[_Line], hint: Region | None, ctx: _Context) -> l
 
 
 def _line_type(
-    line: _Line, block_size: int, hint: Region | None, ctx: _Context
+    line: _Line, block_rows: int, hint: Region | None, ctx: _Context
 ) -> SegmentType | None:
     """Types a single line carries on its own (else None: the block decides)."""
     height = ctx.page.height
@@ -653,7 +682,7 @@ def _line_type(
         return SegmentType.SECTION_HEADER
     if (
         ctx.text_layer
-        and block_size == 1
+        and block_rows == 1
         and line.bold
         and words <= 12
         and line.size >= 0.95 * ctx.body
@@ -684,7 +713,7 @@ def _block_type(
     top = min(line.bbox.top for line in lines)
     if _CAPTION_RE.match(lines[0].text):
         return SegmentType.CAPTION, 1.0
-    if len(lines) <= 2 and _looks_like_formula(text):
+    if _rows(lines) <= 2 and _looks_like_formula(text):
         return SegmentType.FORMULA, 1.0
     if size <= _SMALL * ctx.body and top >= _FOOTNOTE_TOP * ctx.page.height:
         return SegmentType.FOOTNOTE, 1.0
@@ -695,8 +724,10 @@ def _block_type(
         return kind, hint.confidence
     if kind == SegmentType.FOOTNOTE and size <= ctx.body * 1.05:
         return kind, hint.confidence
-    if kind == SegmentType.TITLE and len(lines) <= 2 and len(text.split()) <= 20:
-        # CDLA calls every heading a title; the size rules already found the real title.
+    if kind == SegmentType.TITLE and _rows(lines) <= 2 and len(text.split()) <= 20:
+        if hint is ctx.title_region:
+            return SegmentType.TITLE, hint.confidence
+        # CDLA calls every heading a title; the size rules find the document's real title.
         return SegmentType.SECTION_HEADER, hint.confidence
     return SegmentType.TEXT, (hint.confidence if kind == SegmentType.TEXT else 1.0)
 
@@ -704,28 +735,43 @@ def _block_type(
 def _join_wrapped_items(drafts: list[_Draft]) -> list[_Draft]:
     """Give a list item back the wrapped lines the PDF put in the next block.
 
-    Only lines with a hanging indent (right of the item's marker) directly under the
-    item move: a paragraph after a list starts at the marker or further left.
+    A text draft moves only when every one of its lines hangs under the item (right
+    of the marker, directly below): a following paragraph with a first-line indent
+    has a second line at the margin and stays.
     """
     items = [d for d in drafts if d.seg_type == SegmentType.LIST_ITEM]
-    if not items:
-        return drafts
     out = []
     for draft in drafts:
-        if draft.seg_type == SegmentType.TEXT and draft.lines:
-            while draft.lines:
-                line = draft.lines[0]
-                item = next((i for i in items if _continues_item(i, line, hanging=True)), None)
-                if item is None:
-                    break
-                item.lines.append(draft.lines.pop(0))
-                item.bbox = _union([item.bbox, line.bbox])
-            if not draft.lines and not draft.extra_text:
+        if items and draft.seg_type == SegmentType.TEXT and draft.lines and not draft.extra_text:
+            item = next(
+                (i for i in items if _continues_item(i, draft.lines[0], hanging=True)), None
+            )
+            if item is not None and _all_hang(item, draft.lines):
+                item.lines += draft.lines
+                item.bbox = _union([item.bbox, draft.bbox])
                 continue
-            if draft.lines:
-                draft.bbox = _union(line.bbox for line in draft.lines)
         out.append(draft)
     return out
+
+
+def _all_hang(item: _Draft, lines: list[_Line]) -> bool:
+    probe = _Draft(item.seg_type, item.bbox, item.confidence, list(item.lines))
+    for line in lines:
+        if not _continues_item(probe, line, hanging=True):
+            return False
+        probe.lines.append(line)
+    return True
+
+
+def _rows(lines: list[_Line]) -> int:
+    """Visual rows in a block (a text layer may split one row into several lines)."""
+    rows = 0
+    bottom = -np.inf
+    for line in sorted(lines, key=lambda ln: ln.bbox.top):
+        if line.bbox.top > bottom - 0.5 * line.bbox.height:
+            rows += 1
+        bottom = max(bottom, line.bbox.bottom)
+    return rows
 
 
 def _continues_item(item: _Draft, line: _Line, *, hanging: bool = False) -> bool:

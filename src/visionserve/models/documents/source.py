@@ -96,7 +96,7 @@ def count_pages(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
         finally:
             doc.close()
     img = open_image(data, allowed={_PILLOW_NAMES[kind]}, max_pixels=max_pixels)
-    return _frame_count(img)
+    return _frame_count(img, kind)
 
 
 def load_pages(
@@ -180,7 +180,7 @@ def iter_pages(
         return
 
     img = open_image(data, allowed={_PILLOW_NAMES[kind]}, max_pixels=max_pixels)
-    numbers = _select(_frame_count(img), max_pages, page_numbers)
+    numbers = _select(_frame_count(img, kind), max_pages, page_numbers)
     for number in numbers:
         yield _guarded(
             partial(_image_frame, img, number, dpi, max_pixels),
@@ -194,6 +194,35 @@ def iter_pages(
 
 
 # --- PDF ---------------------------------------------------------------------------
+
+
+def text_pages(data: bytes, *, high_resolution: bool) -> list[Page]:
+    """Every page's text layer without rendering pixels: what ``document_style`` reads.
+
+    The page image is a zero-stride placeholder of the right size (no memory), so
+    positions and sizes agree with the rendered pages of the same DPI.
+    """
+    if sniff_document(data) != "pdf":
+        return []
+    dpi = HIGH_RES_DPI if high_resolution else DPI
+    blank = np.zeros((1, 1, 3), np.uint8)
+    pages = []
+    doc = _open_pdf(data)
+    try:
+        for number in range(1, doc.page_count + 1):
+            page = doc[number - 1]
+            rect = page.rect
+            width, height = (
+                max(1, round(rect.width * dpi / 72)),
+                max(1, round(rect.height * dpi / 72)),
+            )
+            scale = pymupdf.Matrix(width / rect.width, height / rect.height)
+            spans = _text_spans(page, page.rotation_matrix * scale, dpi / 72) or None
+            image = np.broadcast_to(blank, (height, width, 3))
+            pages.append(Page(number=number, image=image, dpi=dpi, spans=spans))
+    finally:
+        doc.close()
+    return pages
 
 
 def _open_pdf(data: bytes) -> pymupdf.Document:
@@ -259,7 +288,7 @@ def _render_pdf_page(doc: pymupdf.Document, number: int, dpi: int, max_pixels: i
         image=image,
         dpi=dpi,
         spans=_text_spans(page, to_pixels, dpi / 72) or None,
-        tables=_tables(page, to_pixels, number),
+        tables=_tables(page, scale, number),
     )
 
 
@@ -286,7 +315,7 @@ def _text_spans(page: pymupdf.Page, to_pixels: pymupdf.Matrix, scale: float) -> 
     return spans
 
 
-def _tables(page: pymupdf.Page, to_pixels: pymupdf.Matrix, number: int) -> list[TableCells]:
+def _tables(page: pymupdf.Page, scale: pymupdf.Matrix, number: int) -> list[TableCells]:
     try:
         # use_layout=False: PyMuPDF 2's layout gate replaces a ruled grid whose box
         # differs from the layout model's text box (IoU < 0.6) by a guessed grid,
@@ -297,16 +326,22 @@ def _tables(page: pymupdf.Page, to_pixels: pymupdf.Matrix, number: int) -> list[
         # failure must not cost the page.
         log.warning("table detection failed on page %d", number, exc_info=True)
         return []
+    # The finder works on the page as displayed (rotation applied), while the text
+    # layer is addressed in unrotated coordinates.
+    derotate = page.derotation_matrix
     tables = []
     for table in found.tables:
         # Table.extract() garbles punctuation ("$4 50\n."); reading each cell's
         # rectangle from the text layer does not.
         rows = [
-            [" ".join(page.get_textbox(cell).split()) if cell else "" for cell in row.cells]
+            [
+                " ".join(page.get_textbox(pymupdf.Rect(cell) * derotate).split()) if cell else ""
+                for cell in row.cells
+            ]
             for row in table.rows
         ]
         if any(any(cell for cell in row) for row in rows):
-            tables.append(TableCells(bbox=_to_bbox(table.bbox, to_pixels), rows=rows))
+            tables.append(TableCells(bbox=_to_bbox(table.bbox, scale), rows=rows))
     return tables
 
 
@@ -318,7 +353,9 @@ def _to_bbox(rect: Any, matrix: pymupdf.Matrix) -> BBox:
 # --- images ------------------------------------------------------------------------
 
 
-def _frame_count(img: Image.Image) -> int:
+def _frame_count(img: Image.Image, kind: str) -> int:
+    if kind != "tiff":
+        return 1  # an animated PNG or WEBP is one picture: its first frame
     try:
         return max(1, int(getattr(img, "n_frames", 1)))
     except Exception as exc:  # a broken IFD chain in a TIFF

@@ -47,8 +47,9 @@ class BBox:
         return cls(x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0))
 
     def scaled(self, factor: float) -> BBox:
-        return BBox(self.left * factor, self.top * factor, self.width * factor,
-                    self.height * factor)
+        return BBox(
+            self.left * factor, self.top * factor, self.width * factor, self.height * factor
+        )
 
     def intersection_area(self, other: BBox) -> float:
         w = min(self.right, other.right) - max(self.left, other.left)
@@ -150,4 +151,5 @@ class Chunk:
     chunk_id: str
     chunk_length: int
     segments: list[Segment]
-    embed: list[float] | None = None
+    embed: str | None = None  # the text to embed (the contract's field)
+    embedding: list[float] | None = None  # its all-MiniLM-L6-v2 vector, when asked for
