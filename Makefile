@@ -21,6 +21,7 @@ help: ## List the targets
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "VisionServe needs Python 3.11"'
+	@command -v tesseract >/dev/null || { echo "install tesseract-ocr tesseract-ocr-eng (Debian)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip==26.3
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'

@@ -128,6 +128,7 @@ def run(
     model_home: str,
     ocr_engine: str = "tesseract",
     concurrency: int = 1,
+    num_cpus: float = 1.0,
 ) -> list[dict[str, Any]]:
     """Parse every PDF under ``input_uri``; returns one status row per document."""
     import ray
@@ -147,7 +148,7 @@ def run(
         },
         batch_size=1,
         concurrency=concurrency,
-        num_cpus=1,
+        num_cpus=num_cpus,
     )
     return results.take_all()
 

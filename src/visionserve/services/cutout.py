@@ -37,6 +37,11 @@ from visionserve.worker import JobContext, job_kind
 
 MAX_CONCURRENT_JOBS = 4  # per key (or client address), as the contract's rate-limit table says
 MIME = {"png": "image/png", "webp": "image/webp"}
+REQUESTS: dict[str, type[s.ImageInput]] = {
+    "shotgun": s.RemoveBackgroundRequest,
+    "process": s.ProcessRequest,
+    "upscale": s.UpscaleRequest,
+}
 
 
 @dataclass
@@ -98,6 +103,14 @@ class CutoutService:
         return enabled[0]
 
     # --- running -----------------------------------------------------------------------
+
+    async def run(self, kind: str, job_id: str, pixels: Any, req: Any, owner: str) -> Any:
+        """One request of ``kind`` (shotgun, process, upscale) on decoded pixels."""
+        if kind == "shotgun":
+            return await self.remove_background(job_id, pixels, req, owner)
+        if kind == "process":
+            return await self.process(job_id, pixels, req, owner)
+        return await self.upscale(job_id, pixels, req, owner)
 
     async def remove_background(
         self, job_id: str, pixels: Any, req: s.RemoveBackgroundRequest, owner: str
@@ -422,16 +435,8 @@ async def _run_job(ctx: JobContext, kind: str) -> dict[str, Any]:
     ctx.progress(0.1, "running models")
     owner = payload.pop("owner")
     payload["return_base64"] = False  # async results are delivered as signed URLs
-    request: Any
-    if kind == "shotgun":
-        request = s.RemoveBackgroundRequest.model_validate(payload)
-        result: Any = await service.remove_background(ctx.job_id, pixels, request, owner)
-    elif kind == "process":
-        request = s.ProcessRequest.model_validate(payload)
-        result = await service.process(ctx.job_id, pixels, request, owner)
-    else:
-        request = s.UpscaleRequest.model_validate(payload)
-        result = await service.upscale(ctx.job_id, pixels, request, owner)
+    request = REQUESTS[kind].model_validate(payload)
+    result = await service.run(kind, ctx.job_id, pixels, request, owner)
     await asyncio.to_thread(service.blobs.delete, payload["input_key"])
     return result.model_dump(mode="json")
 
@@ -449,6 +454,15 @@ async def process_job(ctx: JobContext) -> dict[str, Any]:
 @job_kind("cutout.upscale", webhook_payload=webhook_payload)
 async def upscale_job(ctx: JobContext) -> dict[str, Any]:
     return await _run_job(ctx, "upscale")
+
+
+def _overall(errors: dict[str, str | None], total: int) -> Any:
+    """completed / partial, or the contract's 422 when every model failed."""
+    if len(errors) == total:
+        raise Unprocessable(
+            "All models failed", code="processing_error", details={"errors": errors}
+        )
+    return "partial" if errors else "completed"
 
 
 def _unwrap(exc: BaseException) -> VisionServeError:

@@ -79,38 +79,33 @@ async def _pixels_or_job(
 def router(ctx: AppContext) -> APIRouter:
     r = APIRouter(tags=["cutout"])
 
+    async def run(kind: str, req: s.ImageInput, request: Request, app: AppContext, who: Any) -> Any:
+        owner = owner_of(request, who)
+        job_id, pixels = await _pixels_or_job(kind, req, app, owner)
+        if isinstance(pixels, JSONResponse):  # queued: the 202 body
+            return pixels
+        return await service(app).run(kind, job_id, pixels, req, owner)
+
     @r.post("/remove-background", response_model=s.RemoveBackgroundResponse, responses=_ACCEPTED)
     async def remove_background(
         req: s.RemoveBackgroundRequest, request: Request, app: Ctx, who: CurrentPrincipal
     ) -> Any:
         """Run the selected models in parallel (shotgun) and return every result."""
-        owner = owner_of(request, who)
-        job_id, pixels = await _pixels_or_job("shotgun", req, app, owner)
-        if isinstance(pixels, JSONResponse):
-            return pixels
-        return await service(app).remove_background(job_id, pixels, req, owner)
+        return await run("shotgun", req, request, app, who)
 
     @r.post("/upscale", response_model=s.UpscaleResponse, responses=_ACCEPTED)
     async def upscale(
         req: s.UpscaleRequest, request: Request, app: Ctx, who: CurrentPrincipal
     ) -> Any:
         """Upscale 2× or 4× (Lanczos in premultiplied alpha, or waifu2x)."""
-        owner = owner_of(request, who)
-        job_id, pixels = await _pixels_or_job("upscale", req, app, owner)
-        if isinstance(pixels, JSONResponse):
-            return pixels
-        return await service(app).upscale(job_id, pixels, req, owner)
+        return await run("upscale", req, request, app, who)
 
     @r.post("/process", response_model=s.ProcessResponse, responses=_ACCEPTED)
     async def process(
         req: s.ProcessRequest, request: Request, app: Ctx, who: CurrentPrincipal
     ) -> Any:
         """Background removal, then each result upscaled (bg-removal → upscale)."""
-        owner = owner_of(request, who)
-        job_id, pixels = await _pixels_or_job("process", req, app, owner)
-        if isinstance(pixels, JSONResponse):
-            return pixels
-        return await service(app).process(job_id, pixels, req, owner)
+        return await run("process", req, request, app, who)
 
     @r.post("/log-selection", response_model=s.LogSelectionResponse)
     async def log_selection(req: s.LogSelectionRequest, app: Ctx) -> s.LogSelectionResponse:
