@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from ray import serve
 
-from deployments.common import configure_logging
+from deployments.common import HEALTH, autoscaling, configure_logging
 from visionserve.errors import Unprocessable
 from visionserve.images import encode_image
 from visionserve.models.bg_removal import BackgroundRemover
@@ -30,18 +30,12 @@ def finish(cutout: Image.Image, output_format: str | None, cost_usd: float = 0.0
 
 @serve.deployment(
     ray_actor_options={"num_cpus": 0.3},
-    autoscaling_config={
-        "min_replicas": 1,
-        "initial_replicas": 1,
-        "max_replicas": 2,
-        "target_ongoing_requests": 4,
-    },
+    autoscaling_config=autoscaling(4),
     # @serve.batch never batches beyond max_ongoing_requests: keep it above the batch size.
     max_ongoing_requests=16,
     max_queued_requests=64,
     user_config={"max_batch_size": 4, "batch_wait_timeout_s": 0.01, "threads": 1},
-    health_check_period_s=10,
-    health_check_timeout_s=30,
+    **HEALTH,
     graceful_shutdown_timeout_s=20,
 )
 class BackgroundRemoval:

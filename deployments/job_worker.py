@@ -8,7 +8,7 @@ from typing import Any
 
 from ray import serve
 
-from deployments.common import configure_logging
+from deployments.common import HEALTH, autoscaling, configure_logging
 from visionserve.api.surfaces import SURFACES
 from visionserve.egress import EgressPolicy
 from visionserve.settings import settings_from
@@ -24,16 +24,10 @@ log = logging.getLogger(__name__)
 @serve.deployment(
     name="job-worker",
     ray_actor_options={"num_cpus": 0.1},
-    autoscaling_config={
-        "min_replicas": 1,
-        "initial_replicas": 1,
-        "max_replicas": 2,
-        "target_ongoing_requests": 2,
-    },
+    autoscaling_config=autoscaling(2),
     max_ongoing_requests=8,
     max_queued_requests=32,
-    health_check_period_s=10,
-    health_check_timeout_s=30,
+    **HEALTH,
     graceful_shutdown_timeout_s=30,
 )
 class JobWorker:

@@ -14,7 +14,7 @@ from PIL import Image
 from ray import serve
 
 from deployments.bg_removal import BG_FAILED, finish
-from deployments.common import configure_logging
+from deployments.common import HEALTH, autoscaling, configure_logging
 from visionserve.errors import Unprocessable, VisionServeError
 from visionserve.images import encode_image, open_image
 from visionserve.models.cutout import Cutout
@@ -25,16 +25,10 @@ from visionserve.store.blobs import make_blob_store
 
 @serve.deployment(
     ray_actor_options={"num_cpus": 0.05},
-    autoscaling_config={
-        "min_replicas": 1,
-        "initial_replicas": 1,
-        "max_replicas": 2,
-        "target_ongoing_requests": 16,
-    },
+    autoscaling_config=autoscaling(16),
     max_ongoing_requests=32,
     max_queued_requests=64,
-    health_check_period_s=10,
-    health_check_timeout_s=30,
+    **HEALTH,
 )
 class RemoteBackgroundRemoval:
     """One provider model; same ``remove`` interface as the local models."""

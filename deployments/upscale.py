@@ -10,7 +10,7 @@ from PIL import Image
 from ray import serve
 
 from deployments.bg_removal import finish
-from deployments.common import configure_logging
+from deployments.common import HEALTH, autoscaling, configure_logging
 from visionserve.errors import Unprocessable, VisionServeError
 from visionserve.models.cutout import Cutout
 from visionserve.models.upscale import UPSCALERS, Upscaler, get_upscaler
@@ -23,17 +23,11 @@ UPSCALE_FAILED = "upscale_failed"
 @serve.deployment(
     name="upscale",
     ray_actor_options={"num_cpus": 0.1},
-    autoscaling_config={
-        "min_replicas": 1,
-        "initial_replicas": 1,
-        "max_replicas": 2,
-        "target_ongoing_requests": 4,
-    },
+    autoscaling_config=autoscaling(4),
     max_ongoing_requests=16,
     max_queued_requests=64,
     user_config={"threads": 1},
-    health_check_period_s=10,
-    health_check_timeout_s=30,
+    **HEALTH,
     graceful_shutdown_timeout_s=20,
 )
 class Upscale:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from deployments.common import HEALTH, autoscaling
 from visionserve.models.cutout import Cutout
 
 
@@ -28,16 +29,10 @@ def _error(exc: BaseException) -> tuple[str | None, str]:
 @serve.deployment(
     name="cutout-graph",
     ray_actor_options={"num_cpus": 0.05},
-    autoscaling_config={
-        "min_replicas": 1,
-        "initial_replicas": 1,
-        "max_replicas": 2,
-        "target_ongoing_requests": 16,
-    },
+    autoscaling_config=autoscaling(16),
     max_ongoing_requests=64,
     max_queued_requests=128,
-    health_check_period_s=10,
-    health_check_timeout_s=30,
+    **HEALTH,
     graceful_shutdown_timeout_s=30,
 )
 class CutoutGraph:

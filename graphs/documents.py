@@ -12,6 +12,7 @@ from typing import Any
 
 from ray import serve
 
+from deployments.common import HEALTH, autoscaling
 from visionserve.errors import BadRequest, Unprocessable
 from visionserve.models.documents.pipeline import to_output
 from visionserve.models.documents.types import Segment
@@ -28,16 +29,10 @@ def _message(exc: BaseException) -> str:
 @serve.deployment(
     name="documents-graph",
     ray_actor_options={"num_cpus": 0.05},
-    autoscaling_config={
-        "min_replicas": 1,
-        "initial_replicas": 1,
-        "max_replicas": 2,
-        "target_ongoing_requests": 4,
-    },
+    autoscaling_config=autoscaling(4),
     max_ongoing_requests=16,
     max_queued_requests=64,
-    health_check_period_s=10,
-    health_check_timeout_s=30,
+    **HEALTH,
     graceful_shutdown_timeout_s=60,
 )
 class DocumentsGraph:

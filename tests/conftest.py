@@ -35,6 +35,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"services/ray test skipped in CI: {report.longrepr}"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_settings_cache() -> Iterator[None]:
+    """A test that changes VISIONSERVE_* env vars must not leak cached settings."""
+    from visionserve.settings import get_settings
+
+    yield
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
     """The one local Ray of the test session (Serve and Ray Data tests share it)."""

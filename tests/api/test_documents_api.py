@@ -242,3 +242,66 @@ async def test_auth_and_usage_limit(env, settings) -> None:  # type: ignore[no-u
     assert ok.status_code == 200
     r = await client.post("/api/v1/task/parse", json={"file": b64(report_pdf(1))})
     assert r.status_code == 429 and r.json() == "Usage limit exceeded"
+
+
+async def test_unknown_tokenizer_is_400_at_creation(env) -> None:  # type: ignore[no-untyped-def]
+    client, _, _ = env
+    r = await client.post("/api/v1/task/parse", json={
+        "file": b64(report_pdf(1)), "chunk_processing": {"tokenizer": "acme/tiny-tokenizer"}})
+    assert r.status_code == 400
+    assert "tokenizers/acme/tiny-tokenizer/tokenizer.json" in r.json()
+
+
+def _pdf_with_a_huge_page() -> bytes:
+    import pymupdf
+
+    doc = pymupdf.open(stream=report_pdf(1), filetype="pdf")
+    doc.new_page(width=14000, height=14000).insert_text((72, 72), "huge")  # a render bomb
+    doc.new_page().insert_text((72, 300), "The last page survives")
+    return doc.tobytes()
+
+
+async def test_error_handling_continue_keeps_the_other_pages(env) -> None:  # type: ignore[no-untyped-def]
+    client, _, worker = env
+    data = b64(_pdf_with_a_huge_page())
+    r = await client.post("/api/v1/task/parse", json={"file": data, "error_handling": "Continue"})
+    task = await run_until(client, worker, r.json()["task_id"])
+    assert task["status"] == "Succeeded", task["message"]
+    assert "1 failed page(s): page 2" in task["message"]
+    text = " ".join(s["text"] for c in task["output"]["chunks"] for s in c["segments"])
+    assert TITLE in text and "The last page survives" in text
+    r = await client.post("/api/v1/task/parse", json={"file": data})  # error_handling: Fail
+    task = await run_until(client, worker, r.json()["task_id"])
+    assert task["status"] == "Failed" and "page 2" in task["message"]
+
+
+async def test_pictures_are_cropped_and_base64_urls(env) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    import pymupdf
+    from PIL import Image
+
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_text((72, 72), "A page with a chart", fontsize=16)
+    buf = io.BytesIO()
+    Image.new("RGB", (300, 200), (30, 120, 200)).save(buf, "PNG")
+    page.insert_image(pymupdf.Rect(100, 150, 400, 350), stream=buf.getvalue())
+    page.insert_text((100, 370), "Figure 1: Sales by month", fontsize=9)
+    client, _, worker = env
+    r = await client.post("/api/v1/task/parse", json={"file": b64(doc.tobytes())})
+    task = await run_until(client, worker, r.json()["task_id"])
+    segs = [s for c in task["output"]["chunks"] for s in c["segments"]]
+    (picture,) = [s for s in segs if s["segment_type"] == "Picture"]
+    assert picture["image"].startswith("http://127.0.0.1:8000/blobs/")
+    assert picture["image"] in picture["html"]
+    assert any(s["segment_type"] == "Caption" for s in segs)
+    inline = (await client.get(f"/api/v1/task/{task['task_id']}",
+                               params={"base64_urls": True})).json()
+    (picture,) = [s for c in inline["output"]["chunks"] for s in c["segments"]
+                  if s["segment_type"] == "Picture"]
+    assert picture["image"].startswith("data:image/png;base64,")
+    png = Image.open(io.BytesIO(base64.b64decode(picture["image"].split(",", 1)[1])))
+    # The chart is 300 pt = 625 px at 150 DPI; the detector's box may add a margin.
+    assert 600 <= png.width <= 720
+    assert png.convert("RGB").getpixel((png.width // 2, png.height // 2)) == (30, 120, 200)

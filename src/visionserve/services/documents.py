@@ -15,6 +15,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -50,6 +51,11 @@ class DocumentService:
     def database_url(self) -> str:
         return str(self.settings.database_url)
 
+    @property
+    def model_home(self) -> Path:
+        assert self.settings.model_home is not None  # resolved by Settings
+        return self.settings.model_home
+
     # --- create ----------------------------------------------------------------------
 
     async def read_file(self, file: str) -> tuple[bytes, str | None]:
@@ -76,6 +82,10 @@ class DocumentService:
     ) -> d.TaskResponse:
         from visionserve.models.documents.source import count_pages, sniff_document
 
+        from visionserve.models.documents.tokenizers import get_tokenizer
+
+        # A tokenizer whose file is missing is the client's error: say so now, not later.
+        get_tokenizer(config.chunk_processing.tokenizer, self.model_home)
         kind = sniff_document(data)  # "Unsupported file type" otherwise
         pages = await asyncio.to_thread(count_pages, data)
         if pages > self.settings.documents.max_pages:
@@ -177,7 +187,10 @@ class DocumentService:
             for chunk in output.chunks:
                 for seg in chunk.segments:
                     if seg.image and not seg.image.startswith(("http", "data:")):
-                        seg.image = self._url(seg.image, base64_urls)  # stored as a blob key
+                        # Stored as a blob key: signed (or inlined) only when read.
+                        key, seg.image = seg.image, self._url(seg.image, base64_urls)
+                        seg.html = seg.html.replace(key, seg.image)
+                        seg.markdown = seg.markdown.replace(key, seg.image)
         config = d.ConfigurationOut.model_validate(
             {
                 **task.configuration,
@@ -246,6 +259,9 @@ class DocumentService:
             )
             if merged.model_dump(mode="json") == current.model_dump(mode="json"):
                 raise BadRequest("Task cannot be updated: the configuration is unchanged")
+            from visionserve.models.documents.tokenizers import get_tokenizer
+
+            get_tokenizer(merged.chunk_processing.tokenizer, self.model_home)
             self._charge(s, owner, task.page_count or 0, utcnow())
             task.configuration = merged.model_dump(mode="json")
             if merged.expires_in:
