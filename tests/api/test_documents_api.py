@@ -246,8 +246,10 @@ async def test_auth_and_usage_limit(env, settings) -> None:  # type: ignore[no-u
 
 async def test_unknown_tokenizer_is_400_at_creation(env) -> None:  # type: ignore[no-untyped-def]
     client, _, _ = env
-    r = await client.post("/api/v1/task/parse", json={
-        "file": b64(report_pdf(1)), "chunk_processing": {"tokenizer": "acme/tiny-tokenizer"}})
+    r = await client.post(
+        "/api/v1/task/parse",
+        json={"file": b64(report_pdf(1)), "chunk_processing": {"tokenizer": "acme/tiny-tokenizer"}},
+    )
     assert r.status_code == 400
     assert "tokenizers/acme/tiny-tokenizer/tokenizer.json" in r.json()
 
@@ -296,10 +298,15 @@ async def test_pictures_are_cropped_and_base64_urls(env) -> None:  # type: ignor
     assert picture["image"].startswith("http://127.0.0.1:8000/blobs/")
     assert picture["image"] in picture["html"]
     assert any(s["segment_type"] == "Caption" for s in segs)
-    inline = (await client.get(f"/api/v1/task/{task['task_id']}",
-                               params={"base64_urls": True})).json()
-    (picture,) = [s for c in inline["output"]["chunks"] for s in c["segments"]
-                  if s["segment_type"] == "Picture"]
+    inline = (
+        await client.get(f"/api/v1/task/{task['task_id']}", params={"base64_urls": True})
+    ).json()
+    (picture,) = [
+        s
+        for c in inline["output"]["chunks"]
+        for s in c["segments"]
+        if s["segment_type"] == "Picture"
+    ]
     assert picture["image"].startswith("data:image/png;base64,")
     png = Image.open(io.BytesIO(base64.b64decode(picture["image"].split(",", 1)[1])))
     # The chart is 300 pt = 625 px at 150 DPI; the detector's box may add a margin.

@@ -81,7 +81,6 @@ class DocumentService:
         input_url: str | None = None,
     ) -> d.TaskResponse:
         from visionserve.models.documents.source import count_pages, sniff_document
-
         from visionserve.models.documents.tokenizers import get_tokenizer
 
         # A tokenizer whose file is missing is the client's error: say so now, not later.
