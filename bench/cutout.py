@@ -112,7 +112,11 @@ def main() -> None:
         runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
     )
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    settings = {"home": str(home), "limits": {"rate_limit_per_minute": 1_000_000}}
+    settings = {
+        "home": str(home),
+        "model_home": str(get_settings().model_home),
+        "limits": {"rate_limit_per_minute": 1_000_000},
+    }
     serve.run(
         build_app({"settings": settings, "surfaces": ["cutout"]}),
         name="visionserve",

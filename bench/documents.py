@@ -57,6 +57,7 @@ def main() -> None:
     from ray import serve
 
     from graphs.app import build_app
+    from visionserve.settings import get_settings
     from visionserve.store.keys import KeyStore
 
     digital = report_pdf(DIGITAL_PAGES)
@@ -91,7 +92,12 @@ def main() -> None:
     )
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(
-        build_app({"settings": {"home": str(home)}, "surfaces": ["documents"]}),
+        build_app(
+            {
+                "settings": {"home": str(home), "model_home": str(get_settings().model_home)},
+                "surfaces": ["documents"],
+            }
+        ),
         name="visionserve",
         route_prefix="/",
     )

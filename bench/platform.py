@@ -112,6 +112,7 @@ def main() -> None:
         build_app(
             {
                 "settings": {"home": str(home), "database_url": database_url},
+                "surfaces": ["edit"],  # the no-op route; no model deployments to start
                 "job_modules": ["tests.sample_jobs"],
                 "extra_surfaces": ["tests.sample_jobs:SURFACE"],
             }

@@ -185,18 +185,11 @@ def get_settings() -> Settings:
 
 
 def settings_from(overrides: dict[str, Any] | None) -> Settings:
-    """Settings from the environment with explicit overrides (app args win)."""
+    """Settings from the environment with explicit overrides deep-merged on top.
+
+    Derived defaults (database URL, model home, blob dir) follow an overridden
+    ``home``, as they would had it come from the environment.
+    """
     if not overrides:
         return get_settings()
-    base = get_settings().model_dump()
-    return Settings.model_validate(_deep_merge(base, overrides))
-
-
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+    return Settings(**overrides)

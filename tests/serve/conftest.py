@@ -40,6 +40,7 @@ def serve_cluster(
     from ray import serve
 
     from graphs.app import build_app
+    from visionserve.settings import get_settings
 
     home = tmp_path_factory.mktemp("serve-home")
     database_url = f"sqlite:///{home / 'visionserve.db'}"
@@ -49,6 +50,7 @@ def serve_cluster(
         "settings": {
             "home": str(home),
             "database_url": database_url,
+            "model_home": str(get_settings().model_home),  # the fetched weights
             "egress": {"allow": ["127.0.0.1"]},
             "jobs": {"lease_s": 3.0, "heartbeat_s": 0.5, "poll_s": 0.1},
             "webhooks": {"backoff_base_s": 0.2, "backoff_max_s": 1.0},

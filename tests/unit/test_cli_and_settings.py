@@ -54,3 +54,13 @@ def test_signing_key_is_shared_within_a_home(tmp_path) -> None:  # type: ignore[
     b = Settings(home=tmp_path).signing_key
     assert a == b and len(a) == 64
     assert Settings(home=tmp_path / "other").signing_key != a
+
+
+def test_overrides_deep_merge_with_env_and_move_derived_paths(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("VISIONSERVE_JOBS__CONCURRENCY", "5")
+    s = settings_from({"home": str(tmp_path), "jobs": {"lease_s": 60}})
+    assert (s.jobs.concurrency, s.jobs.lease_s) == (5, 60)
+    assert s.database_url == f"sqlite:///{tmp_path / 'visionserve.db'}"
+    assert s.model_home == tmp_path / "models"
+    # A replica rebuilding settings from the driver's snapshot sees the same values.
+    assert settings_from(s.model_dump(mode="json")) == s
