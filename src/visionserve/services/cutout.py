@@ -13,6 +13,7 @@ import hmac
 import json
 import time
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -133,17 +134,13 @@ class CutoutService:
             )
             for r in raw
         ]
-        await self._record(job_id, "shotgun", owner, req.image_category, results)
-        ok = [r for r in results if r.status == "success"]
-        if not ok:
-            raise Unprocessable(
-                "All models failed",
-                code="processing_error",
-                details={"errors": {r.model_id: r.error for r in results}},
-            )
+        outcomes = {r.model_id: r.status for r in results}
+        await self._record(job_id, "shotgun", owner, req.image_category, outcomes)
         return s.RemoveBackgroundResponse(
             job_id=job_id,
-            status="completed" if len(ok) == len(results) else "partial",
+            status=_overall(
+                {r.model_id: r.error for r in results if r.status != "success"}, len(results)
+            ),
             processing_time_ms=_ms(started),
             results=results,
             total_cost_usd=round(sum(r.cost_usd for r in results), 6),
@@ -181,25 +178,14 @@ class CutoutService:
                     **await self._publish(job_id, r, req.output_format, req.return_base64),
                 )
             )
-        outcomes = [
-            s.ModelResult(
-                model_id=r.model_id,
-                status="success" if r.upscale_status == "success" else "error",
-                processing_time_ms=0,
-            )
-            for r in results
-        ]
+        outcomes = {r.model_id: r.upscale_status for r in results}
         await self._record(job_id, "process", owner, req.image_category, outcomes)
-        good = [r for r in results if r.upscale_status == "success"]
-        if not good:
-            raise Unprocessable(
-                "All models failed",
-                code="processing_error",
-                details={"errors": {r.model_id: r.error for r in results}},
-            )
         return s.ProcessResponse(
             job_id=job_id,
-            status="completed" if len(good) == len(results) else "partial",
+            status=_overall(
+                {r.model_id: r.error for r in results if r.upscale_status != "success"},
+                len(results),
+            ),
             processing_time_ms=_ms(started),
             results=results,
             total_cost_usd=round(sum(r.cost_usd for r in results), 6),
@@ -256,13 +242,10 @@ class CutoutService:
         return out
 
     async def _record(
-        self,
-        job_id: str,
-        kind: str,
-        owner: str,
-        category: str | None,
-        results: list[s.ModelResult],
+        self, job_id: str, kind: str, owner: str, category: str | None, outcomes: Mapping[str, str]
     ) -> None:
+        """Which models gave a good result: what /log-selection is validated against."""
+
         def write() -> None:
             with session_scope(self.database_url) as db:
                 db.merge(
@@ -271,7 +254,10 @@ class CutoutService:
                         kind=kind,
                         owner=owner,
                         image_category=category,
-                        outcomes={r.model_id: r.status for r in results},
+                        outcomes={
+                            m: "success" if st == "success" else "error"
+                            for m, st in outcomes.items()
+                        },
                     )
                 )
 
