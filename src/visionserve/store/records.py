@@ -205,3 +205,82 @@ class DocumentUsage(Base):
     pages: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class InspectProject(Base):
+    """An anomaly detection project (inspect surface)."""
+
+    __tablename__ = "inspect_projects"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    # Unique: the contract's 409 "resource already exists" for a second project of a name.
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class InspectMedia(Base):
+    """One labelled image of a project; the pixels and thumbnail live in the blob store."""
+
+    __tablename__ = "inspect_media"
+    __table_args__ = (Index("ix_inspect_media_project_label", "project_id", "label"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("inspect_projects.id", ondelete="CASCADE"), index=True
+    )
+    filename: Mapped[str] = mapped_column(String(500))
+    label: Mapped[str] = mapped_column(String(16))  # normal | anomalous
+    content_type: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    image_key: Mapped[str] = mapped_column(String(300))
+    thumbnail_key: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class InspectSnapshot(Base):
+    """A frozen list of a project's media ids, e.g. a training set."""
+
+    __tablename__ = "inspect_snapshots"
+    __table_args__ = (Index("ux_inspect_snapshots_name", "project_id", "name", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("inspect_projects.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    media_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InspectSource(Base):
+    """Where a live pipeline reads frames: webcam, IP camera or video file."""
+
+    __tablename__ = "inspect_sources"
+    __table_args__ = (Index("ux_inspect_sources_name", "project_id", "name", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("inspect_projects.id", ondelete="CASCADE"), index=True
+    )
+    type: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InspectSink(Base):
+    """Where a live pipeline sends results: webhook, MQTT or filesystem."""
+
+    __tablename__ = "inspect_sinks"
+    __table_args__ = (Index("ux_inspect_sinks_name", "project_id", "name", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("inspect_projects.id", ondelete="CASCADE"), index=True
+    )
+    type: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
