@@ -16,14 +16,8 @@ import numpy as np
 from ray import serve
 
 from deployments.common import HEALTH, autoscaling
+from visionserve.errors import remote_cause, remote_message
 from visionserve.models.cutout import Cutout
-
-
-def _error(exc: BaseException) -> tuple[str | None, str]:
-    """(code, message) of a replica's exception; Serve wraps it, the cause is what we raised."""
-    cause = getattr(exc, "cause", None) or exc
-    text = str(getattr(cause, "message", "") or cause).strip().splitlines()
-    return getattr(cause, "code", None), (text[-1] if text else type(cause).__name__)
 
 
 @serve.deployment(
@@ -100,8 +94,8 @@ class CutoutGraph:
             call.cancel()
             result.update(status="error", error=f"timeout after {timeout_s:g}s", code="timeout")
         except Exception as exc:
-            code, message = _error(exc)
-            result.update(status="error", error=message, code=code)
+            code = getattr(remote_cause(exc), "code", None)
+            result.update(status="error", error=remote_message(exc), code=code)
         else:
             result.update(status="success", cutout=cutout, cost_usd=cutout.cost_usd)
         result["processing_time_ms"] = round((time.perf_counter() - started) * 1000)

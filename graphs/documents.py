@@ -13,17 +13,11 @@ from typing import Any
 from ray import serve
 
 from deployments.common import HEALTH, autoscaling
-from visionserve.errors import BadRequest, Unprocessable
+from visionserve.errors import BadRequest, Unprocessable, remote_message
 from visionserve.models.documents.pipeline import to_output
 from visionserve.models.documents.types import Segment
 
 log = logging.getLogger(__name__)
-
-
-def _message(exc: BaseException) -> str:
-    cause = getattr(exc, "cause", None) or exc
-    text = str(getattr(cause, "message", "") or cause).strip().splitlines()
-    return text[-1] if text else type(cause).__name__
 
 
 @serve.deployment(
@@ -55,8 +49,8 @@ class DocumentsGraph:
         for number, outcome in enumerate(outcomes, start=1):
             if isinstance(outcome, BaseException):
                 if config.get("error_handling") != "Continue":
-                    raise Unprocessable(f"page {number}: {_message(outcome)}")
-                errors.append({"page": number, "error": _message(outcome)})
+                    raise Unprocessable(f"page {number}: {remote_message(outcome)}")
+                errors.append({"page": number, "error": remote_message(outcome)})
             else:
                 segments.extend(outcome)
         if not segments and errors:

@@ -89,18 +89,6 @@ def router(ctx: AppContext) -> APIRouter:
     return r
 
 
-SURFACE = Surface(
-    name="sample",
-    mount="/sample",
-    title="sample",
-    render_error=render_error,
-    routers=(router,),
-    requires_key=True,
-    rate_limit_per_minute=5,
-    idempotency=True,
-)
-
-
 def backpressure_router(ctx: AppContext) -> APIRouter:
     """Raises Serve's own queue-full error, as a model handle would under load."""
     r = APIRouter()
@@ -115,9 +103,9 @@ def backpressure_router(ctx: AppContext) -> APIRouter:
 
 
 SURFACE = Surface(
-    name=SURFACE.name,
-    mount=SURFACE.mount,
-    title=SURFACE.title,
+    name="sample",
+    mount="/sample",
+    title="sample",
     render_error=render_error,
     routers=(router, backpressure_router),
     requires_key=True,

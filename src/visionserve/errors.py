@@ -117,6 +117,18 @@ class UnknownModel(BadRequest):
         )
 
 
+def remote_cause(exc: BaseException) -> BaseException:
+    """What a Serve replica raised: handles wrap it (``RayTaskError.cause``)."""
+    return getattr(exc, "cause", None) or exc
+
+
+def remote_message(exc: BaseException) -> str:
+    """A one-line message for a replica's exception, without the remote traceback."""
+    cause = remote_cause(exc)
+    lines = str(getattr(cause, "message", "") or cause).strip().splitlines()
+    return lines[-1] if lines else type(cause).__name__
+
+
 class JobCancelled(VisionServeError):
     """Raised inside a job handler when its job was cancelled."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import httpx
 import pytest
 
@@ -100,12 +102,7 @@ async def test_rate_limit_headers_and_429(backend, settings, key) -> None:  # ty
         settings.limits.rate_limit_per_minute = 5
     app_ctx = build_context(settings)
     if backend == "redis":  # a unique surface name keeps runs apart on the shared server
-        surface = sample_jobs.SURFACE.__class__(
-            **{
-                **sample_jobs.SURFACE.__dict__,
-                "name": f"sample{secrets.token_hex(4)}",
-            }
-        )
+        surface = dataclasses.replace(sample_jobs.SURFACE, name=f"sample{secrets.token_hex(4)}")
     else:
         surface = sample_jobs.SURFACE
     # Two ingress apps on one backend share the count (two replicas of the ingress).

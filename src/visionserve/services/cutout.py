@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -26,6 +27,8 @@ from visionserve.errors import (
     RateLimited,
     Unprocessable,
     VisionServeError,
+    remote_cause,
+    remote_message,
 )
 from visionserve.schemas import cutout as s
 from visionserve.settings import Settings
@@ -223,7 +226,7 @@ class CutoutService:
 
     def _slot(self, owner: str) -> Any:
         if self.concurrency is None:
-            return _nullcontext()
+            return contextlib.nullcontext()
         return self.concurrency.concurrency(f"cutout:{owner}", MAX_CONCURRENT_JOBS)
 
     async def _publish(
@@ -453,20 +456,10 @@ def _overall(errors: dict[str, str | None], total: int) -> Any:
 
 def _unwrap(exc: BaseException) -> VisionServeError:
     """A model deployment's VisionServeError as raised there (Serve wraps it)."""
-    cause = getattr(exc, "cause", None)
+    cause = remote_cause(exc)
     if isinstance(cause, VisionServeError):
         return cause
-    if isinstance(exc, VisionServeError):
-        return exc
-    return Unprocessable(str(cause or exc).strip().splitlines()[-1], code="processing_error")
-
-
-class _nullcontext:
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
+    return Unprocessable(remote_message(exc), code="processing_error")
 
 
 def _ms(started: float) -> int:

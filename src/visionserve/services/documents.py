@@ -21,9 +21,9 @@ from typing import Any
 from sqlalchemy import select
 
 from visionserve.egress import EgressPolicy
-from visionserve.errors import BadRequest, NotFound, PayloadTooLarge, RateLimited
-from visionserve.images import decode_base64
+from visionserve.errors import BadRequest, NotFound, RateLimited, remote_message
 from visionserve.schemas import documents as d
+from visionserve.services.images_in import read_input_bytes
 from visionserve.settings import Settings
 from visionserve.store.blobs import BlobStore
 from visionserve.store.db import session_scope
@@ -60,17 +60,12 @@ class DocumentService:
 
     async def read_file(self, file: str) -> tuple[bytes, str | None]:
         """The bytes of ``file`` (URL or base64) and the URL it came from."""
-        limit = self.settings.limits.max_download_bytes
-        if file.startswith(("http://", "https://")):
-            assert self.egress is not None
-            fetched = await self.egress.fetch(file, max_bytes=limit)
-            return fetched.content, file
-        if len(file) * 3 // 4 > limit:
-            raise PayloadTooLarge("File too large")
-        try:
-            return decode_base64(file, field="file"), None
-        except BadRequest as exc:
-            raise BadRequest("Invalid base64 data", code="invalid_base64") from exc
+        assert self.egress is not None
+        url = file if file.startswith(("http://", "https://")) else None
+        data = await read_input_bytes(
+            None if url else file, url, egress=self.egress, settings=self.settings, field="file"
+        )
+        return data, url
 
     async def create(
         self,
@@ -365,8 +360,7 @@ async def parse_job(ctx: JobContext) -> dict[str, Any]:
     try:
         result = await graph.parse.remote(task.id, task.input_key, task.configuration)
     except Exception as exc:
-        cause = getattr(exc, "cause", None) or exc
-        message = getattr(cause, "message", None) or str(cause).strip().splitlines()[-1]
+        message = remote_message(exc)
         await asyncio.to_thread(service.finish, task_id, ctx.job_id, "Failed", message, None)
         raise
     output_key = f"documents/tasks/{task_id}/output-{ctx.job_id[:8]}.json"

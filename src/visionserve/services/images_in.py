@@ -1,47 +1,40 @@
-"""Reading a request's image: base64 or URL (egress policy), size and format checks."""
+"""Reading a request's input: base64 or URL (egress policy), with the size limit."""
 
 from __future__ import annotations
-
-import asyncio
 
 import numpy as np
 from PIL import Image
 
 from visionserve.egress import EgressPolicy
 from visionserve.errors import MissingInput, PayloadTooLarge
-from visionserve.images import decode_base64, open_image
+from visionserve.images import decode_base64
 from visionserve.settings import Settings
 
 
-async def read_image_bytes(
-    image_b64: str | None, image_url: str | None, *, egress: EgressPolicy, settings: Settings
+async def read_input_bytes(
+    b64: str | None,
+    url: str | None,
+    *,
+    egress: EgressPolicy,
+    settings: Settings,
+    field: str = "image",
 ) -> bytes:
-    """The raw bytes of the image a request names, or a 4xx error."""
+    """The raw bytes a request names (base64 or a URL), or a 4xx error."""
     limit = settings.limits.max_download_bytes
-    if image_b64:
-        if len(image_b64) * 3 // 4 > limit:
-            raise PayloadTooLarge(
-                f"Image exceeds the {limit // (1024 * 1024)}MB limit", code="image_too_large"
-            )
-        return decode_base64(image_b64, field="image")
-    if image_url:
+    too_large = f"{field.capitalize()} exceeds the {limit // (1024 * 1024)}MB limit"
+    if b64:
+        if len(b64) * 3 // 4 > limit:
+            raise PayloadTooLarge(too_large, code="image_too_large")
+        return decode_base64(b64, field=field)
+    if url:
         try:
-            fetched = await egress.fetch(image_url, max_bytes=limit)
+            fetched = await egress.fetch(url, max_bytes=limit)
         except PayloadTooLarge as exc:
-            raise PayloadTooLarge(
-                f"Image at image_url exceeds the {limit // (1024 * 1024)}MB limit",
-                code="image_too_large",
-            ) from exc
+            raise PayloadTooLarge(too_large, code="image_too_large") from exc
         return fetched.content
-    raise MissingInput("Provide either 'image' (base64) or 'image_url'", details={"field": "image"})
-
-
-async def read_image(
-    image_b64: str | None, image_url: str | None, *, egress: EgressPolicy, settings: Settings
-) -> Image.Image:
-    """The decoded, validated image (PNG, JPEG or WEBP) of a request."""
-    data = await read_image_bytes(image_b64, image_url, egress=egress, settings=settings)
-    return await asyncio.to_thread(open_image, data, max_pixels=settings.limits.max_image_pixels)
+    raise MissingInput(
+        f"Provide either '{field}' (base64) or '{field}_url'", details={"field": field}
+    )
 
 
 def to_pixels(img: Image.Image) -> np.ndarray:

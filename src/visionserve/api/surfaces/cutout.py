@@ -13,9 +13,10 @@ from visionserve import __version__
 from visionserve.api.context import AppContext
 from visionserve.api.surface import Ctx, CurrentPrincipal, Surface
 from visionserve.errors import VisionServeError
+from visionserve.images import open_image
 from visionserve.schemas import cutout as s
 from visionserve.services.cutout import CutoutService
-from visionserve.services.images_in import read_image, read_image_bytes, to_pixels
+from visionserve.services.images_in import read_input_bytes, to_pixels
 
 # The contract lists these error types; anything more specific keeps its code in details.
 _CONTRACT_TYPES = {
@@ -64,15 +65,13 @@ async def _pixels_or_job(
     job_id = str(uuid.uuid4())
     if req.webhook_url:
         await asyncio.to_thread(ctx.egress.check, req.webhook_url)
-        data = await read_image_bytes(
-            req.image, req.image_url, egress=ctx.egress, settings=ctx.settings
-        )
-        from visionserve.images import open_image
-
-        await asyncio.to_thread(open_image, data, max_pixels=ctx.settings.limits.max_image_pixels)
+    data = await read_input_bytes(
+        req.image, req.image_url, egress=ctx.egress, settings=ctx.settings
+    )
+    img = await asyncio.to_thread(open_image, data, max_pixels=ctx.settings.limits.max_image_pixels)
+    if req.webhook_url:  # validated now, so a bad image is a 400 and not a failed job
         accepted = await asyncio.to_thread(service(ctx).submit, kind, job_id, data, req, owner)
         return job_id, JSONResponse(accepted.model_dump(), status_code=202)
-    img = await read_image(req.image, req.image_url, egress=ctx.egress, settings=ctx.settings)
     return job_id, to_pixels(img)
 
 

@@ -8,7 +8,6 @@ segment's ``llm`` field (and html/markdown when those were asked for).
 from __future__ import annotations
 
 import base64
-import io
 import logging
 from typing import Any
 
@@ -106,9 +105,3 @@ class LlmClient:
             segment.html = answer
         if config.get("markdown") == "LLM":
             segment.markdown = answer
-
-
-def png_bytes(image: Any) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, "PNG")
-    return buf.getvalue()

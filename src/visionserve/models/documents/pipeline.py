@@ -6,7 +6,6 @@ own deployment with pages in parallel; this class chains them for one process.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Callable
@@ -212,7 +211,3 @@ def chunk_stage(
         for chunk, vector in zip(chunks, vectors, strict=True):
             chunk.embedding = vector
     return chunks
-
-
-async def run_async(fn: Callable[..., Any], *args: Any) -> Any:
-    return await asyncio.to_thread(fn, *args)
