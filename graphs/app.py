@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from ray.serve import Application
 
+from deployments.anomaly import AnomalyDetection
 from deployments.bg_removal import BackgroundRemoval
 from deployments.documents import Chunking, DocumentPages, Layout, Ocr
 from deployments.ingress import Ingress
@@ -87,6 +88,8 @@ def build_app(args: dict[str, Any]) -> Application:
         handles.update(cutout_graph(app_args.cutout, settings, snapshot))
     if "documents" in app_args.surfaces:
         handles.update(documents_graph(snapshot))
+    if "inspect" in app_args.surfaces:
+        handles["anomaly"] = AnomalyDetection.bind(snapshot)
     plain = app_args.model_dump()
     plain["settings"] = snapshot
     handles["job-worker"] = JobWorker.bind(plain, dict(handles))

@@ -110,6 +110,25 @@ class DocumentSettings(BaseModel):
     monthly_page_limit: int | None = Field(None, ge=0)
 
 
+class InspectSettings(BaseModel):
+    """Anomaly training and live pipelines."""
+
+    # Ray resources of a training task. The CPU reservation is small so training fits
+    # beside the replicas of a one-machine cluster; raise it on a real cluster.
+    train_num_cpus: float = Field(0.2, gt=0)
+    train_num_gpus: float = Field(0.0, ge=0)
+    # Torch threads while training; None: every core of the node.
+    train_threads: int | None = Field(None, ge=1)
+    # Share of the normal images held out for validation.
+    holdout: float = Field(0.2, gt=0, lt=1)
+    # OpenVINO device of the inference deployment ("CPU", "GPU", "AUTO").
+    device: str = "CPU"
+    # Trained models kept compiled per inference replica (LRU).
+    max_models_per_replica: int = Field(8, ge=1)
+    # Live pipelines: the longest a source may take to open or deliver a frame.
+    source_timeout_s: float = Field(10.0, gt=0)
+
+
 class LlmSettings(BaseModel):
     """An OpenAI-compatible chat endpoint for llm_processing (optional)."""
 
@@ -139,6 +158,7 @@ class Settings(BaseSettings):
     jobs: JobSettings = JobSettings()
     webhooks: WebhookSettings = WebhookSettings()
     documents: DocumentSettings = DocumentSettings()
+    inspect: InspectSettings = InspectSettings()
     llm: LlmSettings = LlmSettings()
     providers: ProviderSettings = ProviderSettings()
 

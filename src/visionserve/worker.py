@@ -87,13 +87,18 @@ class JobContext:
     services: dict[str, Any] = field(default_factory=dict)
     _progress: float | None = None
     _message: str | None = None
+    _metrics: dict[str, Any] | None = None
     cancelled: bool = False
 
-    def progress(self, fraction: float, message: str | None = None) -> None:
-        """Record progress (0..1); the next heartbeat stores it."""
+    def progress(
+        self, fraction: float, message: str | None = None, metrics: dict[str, Any] | None = None
+    ) -> None:
+        """Record progress (0..1) and live metrics; the next heartbeat stores them."""
         self._progress = fraction
         if message is not None:
             self._message = message
+        if metrics is not None:
+            self._metrics = metrics
 
     def raise_if_cancelled(self) -> None:
         if self.cancelled:
@@ -224,7 +229,12 @@ class Worker:
             await asyncio.sleep(self.settings.heartbeat_s)
             try:
                 beat = await asyncio.to_thread(
-                    self.queue.heartbeat, ctx.job_id, self.worker_id, ctx._progress, ctx._message
+                    self.queue.heartbeat,
+                    ctx.job_id,
+                    self.worker_id,
+                    ctx._progress,
+                    ctx._message,
+                    ctx._metrics,
                 )
             except Exception:
                 log.exception("heartbeat for job %s failed", ctx.job_id)

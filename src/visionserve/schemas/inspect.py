@@ -1,12 +1,9 @@
-"""inspect request/response models for projects, media, snapshots, sources and sinks.
-
-Contract: geti-inspect-api.md. Training, models, pipelines and devices come later.
-"""
+"""inspect request/response models (contract: geti-inspect-api.md)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -54,6 +51,7 @@ class Media(BaseModel):
     thumbnail_url: str = Field(
         description="Relative to the API base, e.g. /media/thumbnails/<id>.png"
     )
+    has_mask: bool = Field(False, description="A defect mask was uploaded (PUT /media/{id}/mask)")
     created_at: datetime
 
 
@@ -190,3 +188,189 @@ class Sink(BaseModel):
     name: str
     config: dict[str, object]
     created_at: datetime
+
+
+# --- training, models and jobs ---------------------------------------------------------
+
+ModelStatus = Literal["training", "ready", "failed"]
+ExportFormat = Literal["openvino", "onnx", "pytorch"]
+JobType = Literal["training", "export"]
+JobStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
+
+
+class TrainableModel(BaseModel):
+    name: str
+    display_name: str
+    description: str
+    parameters: dict[str, dict[str, Any]] = Field(
+        description="Each parameter's type, default, options and range"
+    )
+    available: bool = Field(True, description="False when a weights file it needs is missing")
+    unavailable_reason: str | None = None
+
+
+class TrainRequest(_Strict):
+    model_name: Name
+    architecture: str = Field(min_length=1, max_length=64)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    snapshot_id: str | None = Field(None, description="Train on a snapshot; default: all media")
+
+
+class TrainAccepted(BaseModel):
+    job_id: str
+    model_id: str
+    status: JobStatus
+
+
+class Model(BaseModel):
+    id: str
+    project_id: str
+    name: str
+    format: Literal["openvino"] = "openvino"
+    architecture: str
+    parameters: dict[str, Any]
+    status: ModelStatus
+    metrics: dict[str, Any]
+    error: str | None = None
+    job_id: str | None = None
+    snapshot_id: str | None = None
+    created_at: datetime
+
+
+class Job(BaseModel):
+    id: str
+    project_id: str
+    type: JobType
+    status: JobStatus
+    progress: float = Field(ge=0, le=1)
+    message: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class Prediction(BaseModel):
+    """``POST /models/{id}/predict`` (an addition to the contract)."""
+
+    model_id: str
+    score: float
+    label: Literal["normal", "anomalous"]
+    anomaly_map: str = Field(description="Base64 PNG heat map at the image's size")
+    width: int
+    height: int
+    inference_ms: float
+
+
+# --- pipelines -------------------------------------------------------------------------
+
+
+class PipelineConfig(_Strict):
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="Score from which a frame is anomalous; default: the model's"
+    )
+    fps: float | None = Field(None, gt=0, le=120, description="Frames per second; default: source")
+    emit: Literal["anomalies", "all"] = Field(
+        "anomalies", description="Which frames go to the sink"
+    )
+
+
+class PipelineCreate(_Strict):
+    name: Name
+    model_id: str
+    source_id: str
+    sink_id: str | None = None
+    config: PipelineConfig = Field(default_factory=PipelineConfig)
+
+
+class PipelineUpdate(_Strict):
+    name: Name | None = None
+    model_id: str | None = None
+    source_id: str | None = None
+    sink_id: str | None = None
+    config: PipelineConfig | None = None
+
+
+class Pipeline(BaseModel):
+    id: str
+    project_id: str
+    name: str
+    model_id: str | None
+    source_id: str | None
+    sink_id: str | None
+    config: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+ActiveStatus = Literal["starting", "running", "stopped", "error"]
+
+
+class ActivePipelineStart(_Strict):
+    pipeline_id: str
+
+
+class PipelineMetrics(BaseModel):
+    frames_processed: int = 0
+    anomalies_detected: int = 0
+    avg_inference_time_ms: float = 0.0
+    fps: float = 0.0
+    sink_errors: int = 0
+
+
+class ActivePipeline(BaseModel):
+    id: str
+    pipeline_id: str
+    status: ActiveStatus
+    error: str | None = None
+    started_at: datetime
+    stopped_at: datetime | None = None
+    metrics: PipelineMetrics = Field(default_factory=PipelineMetrics)
+
+
+class Capture(BaseModel):
+    id: str
+    active_pipeline_id: str
+    timestamp: datetime
+    anomaly_score: float | None
+    image_url: str
+
+
+# --- devices and WebRTC ----------------------------------------------------------------
+
+
+class Camera(BaseModel):
+    index: int
+    name: str
+    type: Literal["webcam"] = "webcam"
+
+
+class ComputeDevice(BaseModel):
+    name: str
+    type: Literal["cpu", "gpu", "npu", "other"]
+    runtime: str = Field(description="Who sees it: all, openvino, onnxruntime or ray")
+
+
+class Devices(BaseModel):
+    cameras: list[Camera]
+    compute: list[ComputeDevice]
+
+
+class WebRtcOffer(_Strict):
+    pipeline_id: str = Field(description="The active pipeline id")
+    sdp: str = Field(min_length=1, max_length=100_000)
+    type: Literal["offer"] = "offer"
+
+
+class WebRtcAnswer(BaseModel):
+    sdp: str
+    type: Literal["answer"] = "answer"
+
+
+class WebRtcCandidate(_Strict):
+    pipeline_id: str
+    candidate: str = Field(max_length=2000)
+    sdpMid: str | None = None
+    sdpMLineIndex: int | None = None

@@ -20,7 +20,13 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from visionserve.errors import Conflict, NotFound, PayloadTooLarge, VisionServeError
+from visionserve.errors import (
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    Unprocessable,
+    VisionServeError,
+)
 from visionserve.images import DEFAULT_FORMATS, MIME_TYPES, encode_image, open_image, sniff_format
 from visionserve.schemas import inspect as i
 from visionserve.settings import Settings
@@ -263,9 +269,45 @@ class InspectService:
     def delete_media(self, media_id: str) -> None:
         with session_scope(self.database_url) as s:
             media = self._media(s, media_id)
-            keys = (media.image_key, media.thumbnail_key)
+            keys = [media.image_key, media.thumbnail_key]
+            if media.mask_key:
+                keys.append(media.mask_key)
             s.delete(media)
         self._delete_blobs(*keys)
+
+    def set_mask(self, media_id: str, data: bytes) -> i.Media:
+        """Store the defect mask of an image (white = defect), binarised to 0/255.
+
+        Raises:
+            NotFound: No such media.
+            Unprocessable: Not an image, or not the image's size.
+        """
+        with session_scope(self.database_url) as s:
+            media = self._media(s, media_id)
+            size, key = (media.width, media.height), media.image_key
+        limits = self.settings.limits
+        if len(data) > limits.max_download_bytes:
+            raise PayloadTooLarge(f"Mask too large: the limit is {limits.max_download_bytes} bytes")
+        mask = open_image(data, allowed=MEDIA_FORMATS, max_pixels=limits.max_image_pixels)
+        if mask.size != size:
+            raise Unprocessable(
+                f"The mask is {mask.width}x{mask.height}; the image is {size[0]}x{size[1]}"
+            )
+        binary = mask.convert("L").point(lambda v: 255 if v > 127 else 0)
+        mask_key = key.rsplit("/", 1)[0] + "/mask.png"
+        self.blobs.put(mask_key, encode_image(binary, "png"), "image/png")
+        with session_scope(self.database_url) as s:
+            media = self._media(s, media_id)
+            media.mask_key = mask_key
+            s.flush()
+            return _media_out(media)
+
+    def media_mask(self, media_id: str) -> bytes:
+        with session_scope(self.database_url) as s:
+            key = self._media(s, media_id).mask_key
+        if key is None:
+            raise NotFound(f"Media {media_id} has no mask")
+        return self.blobs.get(key)
 
     def _delete_blobs(self, *keys: str) -> None:
         for key in keys:
@@ -386,6 +428,7 @@ def _media_out(m: InspectMedia) -> i.Media:
         height=m.height,
         content_type=m.content_type,
         thumbnail_url=thumbnail_url(m.id),
+        has_mask=m.mask_key is not None,
         created_at=m.created_at,
     )
 

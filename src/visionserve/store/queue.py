@@ -154,6 +154,7 @@ class JobQueue:
         worker_id: str,
         progress: float | None = None,
         message: str | None = None,
+        metrics: dict[str, Any] | None = None,
     ) -> Beat:
         """Extend the lease and record progress; tells whether the job is still ours."""
         values: dict[str, Any] = {"lease_expires_at": self._lease_until(), "updated_at": utcnow()}
@@ -161,6 +162,8 @@ class JobQueue:
             values["progress"] = max(0.0, min(1.0, progress))
         if message is not None:
             values["message"] = message
+        if metrics is not None:
+            values["metrics"] = metrics
         with session_scope(self.database_url) as s:
             result: CursorResult[Any] = s.execute(  # type: ignore[assignment]
                 update(Job)

@@ -70,6 +70,8 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     message: Mapped[str | None] = mapped_column(Text, default=None)
+    # Live figures a handler reports while it runs (epoch, loss, ...).
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     lease_owner: Mapped[str | None] = mapped_column(String(128), default=None)
@@ -236,6 +238,8 @@ class InspectMedia(Base):
     height: Mapped[int] = mapped_column(Integer)
     image_key: Mapped[str] = mapped_column(String(300))
     thumbnail_key: Mapped[str] = mapped_column(String(300))
+    # Ground-truth defect mask of an anomalous image (white = defect), for pixel AUROC.
+    mask_key: Mapped[str | None] = mapped_column(String(300), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
@@ -283,4 +287,98 @@ class InspectSink(Base):
     type: Mapped[str] = mapped_column(String(32))
     name: Mapped[str] = mapped_column(String(200))
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InspectModel(Base):
+    """A trained (or training) anomaly model; its exports live in the blob store."""
+
+    __tablename__ = "inspect_models"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("inspect_projects.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    architecture: Mapped[str] = mapped_column(String(32))
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="training")  # ready | failed
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    snapshot_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    job_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Blob prefix holding openvino/, onnx/ and pytorch/ exports.
+    blob_prefix: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class InspectJob(Base):
+    """Which project a durable job belongs to, and its contract type (training, export)."""
+
+    __tablename__ = "inspect_jobs"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("inspect_projects.id", ondelete="CASCADE"), index=True
+    )
+    type: Mapped[str] = mapped_column(String(16))
+
+
+class InspectPipeline(Base):
+    """A saved model + source + sink combination; started as an active pipeline."""
+
+    __tablename__ = "inspect_pipelines"
+    __table_args__ = (Index("ux_inspect_pipelines_name", "project_id", "name", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("inspect_projects.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    # SET NULL: deleting a part of a stopped pipeline leaves it unstartable, not gone.
+    model_id: Mapped[str | None] = mapped_column(
+        ForeignKey("inspect_models.id", ondelete="SET NULL"), default=None
+    )
+    source_id: Mapped[str | None] = mapped_column(
+        ForeignKey("inspect_sources.id", ondelete="SET NULL"), default=None
+    )
+    sink_id: Mapped[str | None] = mapped_column(
+        ForeignKey("inspect_sinks.id", ondelete="SET NULL"), default=None
+    )
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class InspectActivePipeline(Base):
+    """One run of a pipeline; the loop itself is a Ray actor named after this id."""
+
+    __tablename__ = "inspect_active_pipelines"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    pipeline_id: Mapped[str] = mapped_column(
+        ForeignKey("inspect_pipelines.id", ondelete="CASCADE"), index=True
+    )
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    # starting | running | stopped | error; "live" rows (starting, running) own the actor.
+    status: Mapped[str] = mapped_column(String(16), default="starting")
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class InspectCapture(Base):
+    """A frame stored from an active pipeline, with its anomaly score."""
+
+    __tablename__ = "inspect_captures"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("inspect_projects.id", ondelete="CASCADE"), index=True
+    )
+    active_pipeline_id: Mapped[str] = mapped_column(String(64))
+    score: Mapped[float | None] = mapped_column(Float, default=None)
+    image_key: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

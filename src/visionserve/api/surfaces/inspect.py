@@ -10,9 +10,11 @@ from fastapi.responses import JSONResponse
 
 from visionserve.api.context import AppContext
 from visionserve.api.surface import Ctx, Surface
-from visionserve.errors import VisionServeError
+from visionserve.errors import ServiceUnavailable, Unprocessable, VisionServeError, remote_message
 from visionserve.schemas import inspect as i
 from visionserve.services.inspect import InspectService
+from visionserve.services.inspect_models import ModelService
+from visionserve.services.inspect_pipelines import PipelineHost, PipelineService
 
 
 def render_error(err: VisionServeError, request_id: str) -> JSONResponse:
@@ -23,6 +25,33 @@ def render_error(err: VisionServeError, request_id: str) -> JSONResponse:
 
 def service(ctx: AppContext) -> InspectService:
     return InspectService(ctx.settings, ctx.blobs)
+
+
+def models(ctx: AppContext) -> ModelService:
+    return ModelService(ctx.settings, ctx.blobs)
+
+
+def pipelines(ctx: AppContext) -> PipelineService:
+    return PipelineService(ctx.settings, ctx.blobs)
+
+
+def anomaly_handle(ctx: AppContext) -> Any:
+    handle = ctx.handles.get("anomaly")
+    if handle is None:
+        raise ServiceUnavailable("The anomaly inference deployment is not part of this cluster")
+    return handle
+
+
+_hosts: dict[int, PipelineHost] = {}
+
+
+def host(ctx: AppContext) -> PipelineHost:
+    """The Ray actor host of active pipelines (one per app context)."""
+    if id(ctx) not in _hosts:
+        from deployments.pipeline_actor import RayPipelineHost
+
+        _hosts[id(ctx)] = RayPipelineHost(ctx.settings.model_dump(mode="json"), anomaly_handle(ctx))
+    return _hosts[id(ctx)]
 
 
 _IMAGE: dict[int | str, dict[str, Any]] = {
@@ -111,6 +140,22 @@ def media_router(ctx: AppContext) -> APIRouter:
         await asyncio.to_thread(service(app).delete_media, media_id)
         return Response(status_code=204)
 
+    @r.put("/media/{media_id}/mask", response_model=i.Media)
+    async def put_mask(
+        media_id: str,
+        app: Ctx,
+        file: Annotated[UploadFile, File(description="Defect mask, white = defect")],
+    ) -> i.Media:
+        """Attach a ground-truth defect mask to an image (an addition to the contract);
+        with masks on every anomalous image, training reports pixel AUROC."""
+        data = await file.read(app.settings.limits.max_download_bytes + 1)
+        return await asyncio.to_thread(service(app).set_mask, media_id, data)
+
+    @r.get("/media/{media_id}/mask", response_class=Response, responses=_THUMBNAIL)
+    async def get_mask(media_id: str, app: Ctx) -> Response:
+        data = await asyncio.to_thread(service(app).media_mask, media_id)
+        return Response(data, media_type="image/png")
+
     return r
 
 
@@ -142,6 +187,8 @@ def io_router(ctx: AppContext) -> APIRouter:
 
     @r.delete("/sources/{source_id}", status_code=204, response_class=Response)
     async def delete_source(source_id: str, app: Ctx) -> Response:
+        """Delete a source; 409 while a running pipeline reads it."""
+        await asyncio.to_thread(pipelines(app).guard_part_delete, "source_id", source_id, "source")
         await asyncio.to_thread(service(app).delete_source, source_id)
         return Response(status_code=204)
 
@@ -155,8 +202,183 @@ def io_router(ctx: AppContext) -> APIRouter:
 
     @r.delete("/sinks/{sink_id}", status_code=204, response_class=Response)
     async def delete_sink(sink_id: str, app: Ctx) -> Response:
+        """Delete a sink; 409 while a running pipeline writes to it."""
+        await asyncio.to_thread(pipelines(app).guard_part_delete, "sink_id", sink_id, "sink")
         await asyncio.to_thread(service(app).delete_sink, sink_id)
         return Response(status_code=204)
+
+    return r
+
+
+def training_router(ctx: AppContext) -> APIRouter:
+    r = APIRouter(tags=["training and models"])
+
+    @r.get("/trainable-models", response_model=list[i.TrainableModel])
+    async def trainable_models(app: Ctx) -> list[dict[str, Any]]:
+        """Architectures with their parameters; unavailable ones say which file is missing."""
+        from visionserve.models.anomaly.catalog import trainable_models
+
+        return await asyncio.to_thread(trainable_models, app.settings.model_home)
+
+    @r.post("/projects/{project_id}/train", response_model=i.TrainAccepted, status_code=202)
+    async def train(project_id: str, body: i.TrainRequest, app: Ctx) -> i.TrainAccepted:
+        """Start training; follow it on ``GET /jobs/{job_id}``. 422 for an unknown
+        architecture or parameter (the valid ones are listed) or too few normal images."""
+        return await asyncio.to_thread(models(app).start_training, project_id, body)
+
+    @r.get("/projects/{project_id}/models", response_model=list[i.Model])
+    async def list_models(project_id: str, app: Ctx) -> list[i.Model]:
+        return await asyncio.to_thread(models(app).list_models, project_id)
+
+    @r.get("/models/{model_id}", response_model=i.Model)
+    async def get_model(model_id: str, app: Ctx) -> i.Model:
+        return await asyncio.to_thread(models(app).get_model, model_id)
+
+    @r.delete("/models/{model_id}", status_code=204, response_class=Response)
+    async def delete_model(model_id: str, app: Ctx) -> Response:
+        """Delete a model and its exports; 409 while a running pipeline uses it."""
+        await asyncio.to_thread(models(app).delete_model, model_id)
+        return Response(status_code=204)
+
+    @r.get(
+        "/models/{model_id}/export",
+        response_class=Response,
+        responses={200: {"content": {"application/zip": {}}, "description": "Model archive"}},
+    )
+    async def export_model(
+        model_id: str, app: Ctx, format: i.ExportFormat = "openvino"
+    ) -> Response:
+        """A zip that loads in anomalib's OpenVINOInferencer / TorchInferencer or onnxruntime."""
+        name, data = await asyncio.to_thread(models(app).export, model_id, format)
+        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        return Response(data, media_type="application/zip", headers=headers)
+
+    @r.post("/models/{model_id}/predict", response_model=i.Prediction)
+    async def predict(
+        model_id: str, app: Ctx, file: Annotated[UploadFile, File(description="Image to score")]
+    ) -> i.Prediction:
+        """Score one image (an addition to the contract): score, label and heat map PNG."""
+        data = await file.read(app.settings.limits.max_download_bytes + 1)
+        return await models(app).predict(anomaly_handle(app), model_id, data)
+
+    @r.get("/projects/{project_id}/jobs", response_model=list[i.Job])
+    async def list_jobs(
+        project_id: str,
+        app: Ctx,
+        type: i.JobType | None = None,
+        status: i.JobStatus | None = None,
+    ) -> list[i.Job]:
+        return await asyncio.to_thread(models(app).list_jobs, project_id, type=type, status=status)
+
+    @r.get("/jobs/{job_id}", response_model=i.Job)
+    async def get_job(job_id: str, app: Ctx) -> i.Job:
+        """Status, progress (0..1) and live metrics (epoch, loss where the model has one)."""
+        return await asyncio.to_thread(models(app).get_job, job_id)
+
+    @r.delete("/jobs/{job_id}", status_code=204, response_class=Response)
+    async def cancel_job(job_id: str, app: Ctx) -> Response:
+        """Cancel: a queued job never starts; a running training is stopped."""
+        await asyncio.to_thread(models(app).get_job, job_id)  # 404 for other surfaces' jobs
+        await asyncio.to_thread(app.queue.cancel, job_id)
+        return Response(status_code=204)
+
+    return r
+
+
+def pipelines_router(ctx: AppContext) -> APIRouter:
+    r = APIRouter(tags=["pipelines"])
+
+    @r.get("/projects/{project_id}/pipelines", response_model=list[i.Pipeline])
+    async def list_pipelines(project_id: str, app: Ctx) -> list[i.Pipeline]:
+        return await asyncio.to_thread(pipelines(app).list_pipelines, project_id)
+
+    @r.post("/projects/{project_id}/pipelines", response_model=i.Pipeline, status_code=201)
+    async def create_pipeline(project_id: str, body: i.PipelineCreate, app: Ctx) -> i.Pipeline:
+        return await asyncio.to_thread(pipelines(app).create_pipeline, project_id, body)
+
+    @r.get("/pipelines/{pipeline_id}", response_model=i.Pipeline)
+    async def get_pipeline(pipeline_id: str, app: Ctx) -> i.Pipeline:
+        return await asyncio.to_thread(pipelines(app).get_pipeline, pipeline_id)
+
+    @r.patch("/pipelines/{pipeline_id}", response_model=i.Pipeline)
+    async def update_pipeline(pipeline_id: str, body: i.PipelineUpdate, app: Ctx) -> i.Pipeline:
+        """Change a stopped pipeline; 409 while it runs."""
+        return await asyncio.to_thread(pipelines(app).update_pipeline, pipeline_id, body)
+
+    @r.delete("/pipelines/{pipeline_id}", status_code=204, response_class=Response)
+    async def delete_pipeline(pipeline_id: str, app: Ctx) -> Response:
+        await asyncio.to_thread(pipelines(app).delete_pipeline, pipeline_id)
+        return Response(status_code=204)
+
+    @r.get("/active-pipelines", response_model=list[i.ActivePipeline])
+    async def list_active(app: Ctx) -> list[i.ActivePipeline]:
+        """Running pipelines with live metrics."""
+        return await pipelines(app).list_active(host(app))
+
+    @r.post("/active-pipelines", response_model=i.ActivePipeline, status_code=201)
+    async def start_pipeline(body: i.ActivePipelineStart, app: Ctx) -> i.ActivePipeline:
+        """Start a pipeline's loop; a source that cannot be opened shows as status
+        ``error`` with its message on ``GET /active-pipelines/{id}``."""
+        return await pipelines(app).start(host(app), body)
+
+    @r.get("/active-pipelines/{active_id}", response_model=i.ActivePipeline)
+    async def get_active(active_id: str, app: Ctx) -> i.ActivePipeline:
+        return await pipelines(app).get_active(host(app), active_id)
+
+    @r.delete("/active-pipelines/{active_id}", status_code=204, response_class=Response)
+    async def stop_pipeline(active_id: str, app: Ctx) -> Response:
+        await pipelines(app).stop(host(app), active_id)
+        return Response(status_code=204)
+
+    @r.post("/active-pipelines/{active_id}/capture", response_model=i.Capture, status_code=201)
+    async def capture(active_id: str, app: Ctx) -> i.Capture:
+        """Store the current frame with its anomaly score."""
+        return await pipelines(app).capture(host(app), active_id)
+
+    @r.get("/captures/{capture_id}.png", response_class=Response, responses=_THUMBNAIL)
+    async def capture_image(capture_id: str, app: Ctx) -> Response:
+        data = await asyncio.to_thread(pipelines(app).capture_image, capture_id)
+        return Response(data, media_type="image/png")
+
+    @r.post("/webrtc/offer", response_model=i.WebRtcAnswer)
+    async def webrtc_offer(body: i.WebRtcOffer, app: Ctx) -> i.WebRtcAnswer:
+        """Stream an active pipeline's annotated frames: send an SDP offer with a
+        receive-only video transceiver, get the answer."""
+        service, runs = pipelines(app), host(app)
+        await service.live(runs, body.pipeline_id)
+        try:
+            sdp = await runs.offer(body.pipeline_id, body.sdp)
+        except VisionServeError:
+            raise
+        except Exception as exc:
+            raise Unprocessable(f"Bad SDP offer: {remote_message(exc)}") from exc
+        return i.WebRtcAnswer(sdp=sdp)
+
+    @r.post("/webrtc/candidate")
+    async def webrtc_candidate(body: i.WebRtcCandidate, app: Ctx) -> dict[str, str]:
+        """Add a trickled ICE candidate to the pipeline's peer connection."""
+        service, runs = pipelines(app), host(app)
+        await service.live(runs, body.pipeline_id)
+        try:
+            await runs.candidate(body.pipeline_id, body.candidate, body.sdpMid, body.sdpMLineIndex)
+        except VisionServeError:
+            raise
+        except Exception as exc:
+            raise Unprocessable(f"Bad ICE candidate: {remote_message(exc)}") from exc
+        return {"status": "ok"}
+
+    return r
+
+
+def devices_router(ctx: AppContext) -> APIRouter:
+    r = APIRouter(tags=["devices"])
+
+    @r.get("/devices", response_model=i.Devices)
+    async def devices(app: Ctx) -> i.Devices:
+        """Cameras on this node and compute devices OpenVINO, ONNX Runtime and torch see."""
+        from visionserve.services.devices import list_devices
+
+        return await asyncio.to_thread(list_devices)
 
     return r
 
@@ -167,7 +389,16 @@ SURFACE = Surface(
     title="inspect",
     description="Anomaly detection: projects, media, training, models, export, live pipelines.",
     render_error=render_error,
-    routers=(projects_router, media_router, snapshots_router, io_router),
+    routers=(
+        projects_router,
+        media_router,
+        snapshots_router,
+        io_router,
+        training_router,
+        pipelines_router,
+        devices_router,
+    ),
+    job_modules=("visionserve.services.inspect_models",),
     requires_key=False,
     validation_status=422,
 )

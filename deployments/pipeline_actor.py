@@ -1,0 +1,192 @@
+"""Active inspect pipelines as detached Ray actors, one per run.
+
+The actor owns the frame loop (``visionserve.live.runner``), scores frames through
+the multiplexed ``anomaly`` deployment, feeds the sink, and holds the WebRTC peer
+connections that stream its annotated frames. Detached and named after the run, so
+any ingress replica finds it and it outlives the replica that started it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import numpy as np
+import ray
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "visionserve-inspect"
+# How long the API waits for an actor before it counts it as gone.
+CALL_TIMEOUT_S = 10.0
+
+
+def actor_name(active_id: str) -> str:
+    return f"pipeline-{active_id}"
+
+
+class PipelineActor:
+    """One active pipeline. Async actor: the loop and WebRTC share its event loop."""
+
+    def __init__(self, spec: dict[str, Any], snapshot: dict[str, Any], anomaly: Any) -> None:
+        from visionserve.settings import Settings
+
+        logging.getLogger("visionserve").setLevel(logging.INFO)
+        self.spec = spec
+        self.settings = Settings.model_validate(snapshot)
+        self.anomaly = anomaly.options(multiplexed_model_id=spec["model_id"])
+        self.runner: Any = None
+        self.task: asyncio.Task[None] | None = None
+        self.hub: Any = None
+
+    async def start(self) -> None:
+        from visionserve.live.runner import PipelineRunner
+        from visionserve.live.webrtc import PeerHub
+
+        from visionserve.live.sinks import make_sink
+        from visionserve.live.sources import open_source
+
+        spec = self.spec
+        source = spec["source"]
+        sinks = []
+        if spec["sink"]:
+            sinks.append(
+                make_sink(
+                    spec["sink"]["type"],
+                    spec["sink"]["config"],
+                    database_url=str(self.settings.database_url),
+                    webhook_secret=self.settings.signing_key.decode(),
+                )
+            )
+        self.runner = PipelineRunner(
+            pipeline_id=spec["pipeline_id"],
+            active_id=spec["active_id"],
+            source_factory=lambda: open_source(source["type"], source["config"]),
+            predict=self._predict,
+            sinks=sinks,
+            threshold=spec["threshold"],
+            fps=spec["fps"],
+            emit=spec["emit"],
+        )
+        self.hub = PeerHub()
+        self.task = asyncio.create_task(self.runner.run())
+
+    async def _predict(self, rgb: np.ndarray) -> dict[str, Any]:
+        from visionserve.models.anomaly.inference import Prediction, overlay
+
+        out = await self.anomaly.frame.remote(rgb)
+        anomalous = out["score"] >= self.spec["threshold"]
+        pred = Prediction(
+            score=out["score"],
+            is_anomalous=anomalous,
+            anomaly_map=out["anomaly_map"].astype(np.float32),
+        )
+        annotated = await asyncio.to_thread(overlay, rgb, pred)
+        return {"score": out["score"], "is_anomalous": anomalous, "annotated": annotated}
+
+    async def status(self) -> dict[str, Any]:
+        runner = self.runner
+        return {"status": runner.status, "error": runner.error, "metrics": runner.metrics()}
+
+    async def capture(self) -> dict[str, Any] | None:
+        import cv2
+
+        latest = self.runner.latest()
+        if latest is None:
+            return None
+        rgb, score, timestamp = latest
+        ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if not ok:
+            return None
+        return {"png": png.tobytes(), "score": score, "timestamp": timestamp}
+
+    async def offer(self, sdp: str) -> str:
+        from visionserve.live.webrtc import FrameTrack
+
+        return await self.hub.answer(sdp, lambda: FrameTrack(self.runner))
+
+    async def candidate(
+        self, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None
+    ) -> None:
+        await self.hub.add_candidate(candidate, sdp_mid, sdp_mline_index)
+
+    async def stop(self) -> dict[str, Any]:
+        await self.hub.close_all()
+        await self.runner.stop()
+        if self.task is not None:
+            try:
+                await asyncio.wait_for(self.task, 10)
+            except Exception:
+                log.warning("pipeline loop did not end cleanly", exc_info=True)
+        return await self.status()
+
+
+class RayPipelineHost:
+    """:class:`~visionserve.services.inspect_pipelines.PipelineHost` on Ray actors."""
+
+    def __init__(self, snapshot: dict[str, Any], anomaly: Any) -> None:
+        self.snapshot = snapshot
+        self.anomaly = anomaly
+
+    def _get(self, active_id: str) -> Any | None:
+        try:
+            return ray.get_actor(actor_name(active_id), namespace=NAMESPACE)
+        except ValueError:
+            return None
+
+    async def _call(self, active_id: str, method: str, *args: Any) -> Any:
+        actor = self._get(active_id)
+        if actor is None:
+            return None
+        try:
+            return await asyncio.wait_for(getattr(actor, method).remote(*args), CALL_TIMEOUT_S)
+        except (ray.exceptions.RayActorError, TimeoutError):
+            log.warning("pipeline actor %s did not answer %s", active_id, method, exc_info=True)
+            return None
+
+    async def start(self, active_id: str, spec: dict[str, Any]) -> None:
+        actor = (
+            ray.remote(PipelineActor)
+            .options(
+                name=actor_name(active_id),
+                namespace=NAMESPACE,
+                lifetime="detached",
+                num_cpus=0,  # I/O and glue; the scoring runs in the anomaly deployment
+                max_restarts=0,
+                max_concurrency=64,
+            )
+            .remote(spec, self.snapshot, self.anomaly)
+        )
+        await actor.start.remote()
+
+    async def status(self, active_id: str) -> dict[str, Any] | None:
+        return await self._call(active_id, "status")
+
+    async def stop(self, active_id: str) -> dict[str, Any] | None:
+        final = await self._call(active_id, "stop")
+        actor = self._get(active_id)
+        if actor is not None:
+            ray.kill(actor, no_restart=True)
+        return final
+
+    async def capture(self, active_id: str) -> dict[str, Any] | None:
+        return await self._call(active_id, "capture")
+
+    async def offer(self, active_id: str, sdp: str) -> str:
+        actor = self._get(active_id)
+        if actor is None:
+            from visionserve.errors import Conflict
+
+            raise Conflict(f"Active pipeline {active_id} is not running")
+        return await actor.offer.remote(sdp)
+
+    async def candidate(
+        self, active_id: str, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None
+    ) -> None:
+        actor = self._get(active_id)
+        if actor is None:
+            from visionserve.errors import Conflict
+
+            raise Conflict(f"Active pipeline {active_id} is not running")
+        await actor.candidate.remote(candidate, sdp_mid, sdp_mline_index)

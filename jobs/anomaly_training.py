@@ -1,0 +1,141 @@
+"""Anomaly model training as a Ray generator task.
+
+The durable ``inspect.train`` job (see ``visionserve.services.inspect_models``)
+starts :func:`train_task` with the resources the settings ask for and reads its
+stream: ``progress`` events while it runs, then one ``result``. Cancelling the job
+cancels the task with ``force=True``, which ends its worker process: a training run
+really stops, whatever anomalib is doing at that moment.
+
+The task fetches the images itself from the blob store and uploads the exports
+there, so nothing large passes through the job worker or the object store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import ray
+
+log = logging.getLogger(__name__)
+
+# glibc returns big freed blocks to the OS at once instead of keeping arenas that
+# grow run after run (PatchCore's coreset search allocates a large tensor per step).
+TRAINING_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": "131072",
+    "HF_HUB_OFFLINE": "1",
+    "TORCHVISION_WARN_WHEN_EXTENSION_LOADING_FAILS": "0",
+}
+#: Blob sub-folder of each export format under a model's prefix.
+FORMATS = ("openvino", "onnx", "pytorch")
+
+
+def training_options(settings: Any) -> dict[str, Any]:
+    """``.options()`` of the task from the inspect settings."""
+    return {
+        "num_cpus": settings.inspect.train_num_cpus,
+        "num_gpus": settings.inspect.train_num_gpus,
+        "max_retries": 0,  # the durable job decides about retries
+        "runtime_env": {"env_vars": TRAINING_ENV},
+    }
+
+
+@ray.remote(num_returns="streaming")
+def train_task(snapshot: dict[str, Any], spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Train ``spec`` and yield ``{"type": "progress", ...}`` events, then the result.
+
+    Args:
+        snapshot: The cluster's settings (``Settings.model_dump(mode="json")``).
+        spec: ``architecture``, ``parameters``, ``blob_prefix`` and ``media``: a list of
+            ``{"id", "label", "image_key", "mask_key"}``.
+    """
+    from visionserve.settings import Settings
+    from visionserve.store.blobs import make_blob_store
+
+    settings = Settings.model_validate(snapshot)
+    blobs = make_blob_store(settings)
+    with tempfile.TemporaryDirectory(prefix="visionserve-train-") as tmp:
+        root = Path(tmp)
+        samples = _download(blobs, spec["media"], root / "media")
+        events: queue.Queue[dict[str, Any]] = queue.Queue()
+        outcome: dict[str, Any] = {}
+
+        def report(fraction: float, metrics: dict[str, Any]) -> None:
+            events.put({"type": "progress", "progress": fraction, "metrics": dict(metrics)})
+
+        def run() -> None:
+            try:
+                outcome["result"] = _train(settings, spec, samples, root / "work", report)
+            except BaseException as exc:
+                outcome["error"] = exc
+            finally:
+                events.put({"type": "done"})
+
+        # Training runs beside the generator so progress streams while Lightning works.
+        worker = threading.Thread(target=run, name="anomaly-training", daemon=True)
+        worker.start()
+        while (event := events.get())["type"] != "done":
+            yield event
+        worker.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        result = outcome["result"]
+        yield {"type": "progress", "progress": 0.99, "metrics": {"stage": "upload"}}
+        files = _upload(blobs, spec["blob_prefix"], result.exports)
+        yield {
+            "type": "result",
+            "metrics": result.metrics,
+            "input_size": list(result.input_size),
+            "seconds": result.seconds,
+            "files": files,
+        }
+
+
+def _download(blobs: Any, media: list[dict[str, Any]], folder: Path) -> list[Any]:
+    from visionserve.models.anomaly.training import Sample
+
+    folder.mkdir(parents=True)
+    samples = []
+    for item in media:
+        image = folder / f"{item['id']}{Path(item['image_key']).suffix}"
+        image.write_bytes(blobs.get(item["image_key"]))
+        mask = None
+        if item.get("mask_key"):
+            mask = folder / f"{item['id']}.mask.png"
+            mask.write_bytes(blobs.get(item["mask_key"]))
+        samples.append(Sample(path=image, label=item["label"], mask=mask))
+    return samples
+
+
+def _train(settings: Any, spec: dict[str, Any], samples: list[Any], work: Path, report: Any) -> Any:
+    import torch
+    from visionserve.models.anomaly.training import split, train
+
+    torch.set_num_threads(settings.inspect.train_threads or os.cpu_count() or 1)
+    train_images, val = split(samples, holdout=settings.inspect.holdout)
+    return train(
+        spec["architecture"],
+        spec["parameters"],
+        train_images,
+        val,
+        work,
+        Path(settings.model_home),
+        progress=report,
+    )
+
+
+def _upload(blobs: Any, prefix: str, exports: dict[str, Path]) -> list[str]:
+    keys = []
+    for fmt, folder in exports.items():
+        for path in sorted(Path(folder).rglob("*")):
+            if path.is_file():
+                key = f"{prefix}{fmt}/{path.relative_to(folder).as_posix()}"
+                blobs.put(key, path.read_bytes())
+                keys.append(key)
+    return keys

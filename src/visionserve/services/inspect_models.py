@@ -1,0 +1,363 @@
+"""inspect models: training jobs, model records, exports and predictions.
+
+Training is a durable job (kind ``inspect.train``): the row and the model record are
+committed before the 202, the job worker starts a Ray task (``jobs.anomaly_training``)
+and streams its progress and metrics into the job. Exports land in the blob store
+under the model's prefix, one folder per format; inference goes through the
+multiplexed ``anomaly`` deployment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import logging
+import time
+import zipfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from visionserve.errors import Conflict, NotFound, Unprocessable, remote_message
+from visionserve.images import open_image
+from visionserve.schemas import inspect as i
+from visionserve.services.inspect import MEDIA_FORMATS, project_prefix
+from visionserve.settings import Settings
+from visionserve.store.blobs import BlobStore
+from visionserve.store.db import session_scope
+from visionserve.store.queue import enqueue
+from visionserve.store.records import (
+    InspectActivePipeline,
+    InspectJob,
+    InspectMedia,
+    InspectModel,
+    InspectPipeline,
+    InspectProject,
+    InspectSnapshot,
+    Job,
+    new_id,
+)
+from visionserve.worker import JobContext, job_kind
+
+log = logging.getLogger(__name__)
+
+TRAIN_KIND = "inspect.train"
+LIVE = ("starting", "running")
+_JOB_STATUS = {"queued": "pending", "processing": "running"}
+# What each export format's archive holds, as anomalib's inferencers load it.
+_ARCHIVE_HINT = {
+    "openvino": "model.xml + model.bin: anomalib.deploy.OpenVINOInferencer(path='model.xml')",
+    "onnx": "model.onnx (+ model.onnx.data): onnxruntime.InferenceSession('model.onnx')",
+    "pytorch": "model.pt: anomalib.deploy.TorchInferencer(path='model.pt')",
+}
+
+
+def model_prefix(project_id: str, model_id: str) -> str:
+    return f"{project_prefix(project_id)}models/{model_id}/"
+
+
+@dataclass
+class ModelService:
+    settings: Settings
+    blobs: BlobStore
+
+    @property
+    def database_url(self) -> str:
+        return str(self.settings.database_url)
+
+    # --- training --------------------------------------------------------------------
+
+    def start_training(self, project_id: str, body: i.TrainRequest) -> i.TrainAccepted:
+        """Validate the request, then commit the model record and its job together.
+
+        Raises:
+            NotFound: No such project or snapshot.
+            Unprocessable: Unknown architecture or parameter, or no normal images.
+        """
+        from visionserve.models.anomaly.catalog import validate
+
+        parameters = validate(body.architecture, body.parameters, self.settings.model_home)
+        with session_scope(self.database_url) as s:
+            if s.get(InspectProject, project_id) is None:
+                raise NotFound(f"Project {project_id} not found")
+            media = self._training_media(s, project_id, body.snapshot_id)
+            normal = sum(1 for m in media if m["label"] == "normal")
+            if normal < 2:
+                where = "the snapshot" if body.snapshot_id else "the project"
+                raise Unprocessable(
+                    f"Training needs at least 2 normal images; {where} has {normal}. "
+                    "Upload images with label 'normal' first.",
+                    code="no_normal_images",
+                )
+            model_id = new_id()
+            job = enqueue(
+                s,
+                surface="inspect",
+                kind=TRAIN_KIND,
+                payload={"model_id": model_id, "project_id": project_id},
+                settings=self.settings.jobs,
+            )
+            s.flush()
+            s.add(InspectJob(job_id=job.id, project_id=project_id, type="training"))
+            s.add(
+                InspectModel(
+                    id=model_id,
+                    project_id=project_id,
+                    name=body.model_name,
+                    architecture=body.architecture.lower(),
+                    parameters=parameters,
+                    status="training",
+                    metrics={},
+                    snapshot_id=body.snapshot_id,
+                    job_id=job.id,
+                    blob_prefix=model_prefix(project_id, model_id),
+                )
+            )
+            return i.TrainAccepted(job_id=job.id, model_id=model_id, status="pending")
+
+    def _training_media(
+        self, s: Session, project_id: str, snapshot_id: str | None
+    ) -> list[dict[str, Any]]:
+        query = select(InspectMedia).where(InspectMedia.project_id == project_id)
+        if snapshot_id is not None:
+            snapshot = s.get(InspectSnapshot, snapshot_id)
+            if snapshot is None or snapshot.project_id != project_id:
+                raise NotFound(f"Snapshot {snapshot_id} not found in project {project_id}")
+            query = query.where(InspectMedia.id.in_(snapshot.media_ids))
+        rows = s.scalars(query.order_by(InspectMedia.created_at, InspectMedia.id)).all()
+        return [
+            {"id": m.id, "label": m.label, "image_key": m.image_key, "mask_key": m.mask_key}
+            for m in rows
+        ]
+
+    def begin(self, model_id: str) -> dict[str, Any] | None:
+        """What the training task needs; None when the model was deleted meanwhile."""
+        with session_scope(self.database_url) as s:
+            model = s.get(InspectModel, model_id)
+            if model is None:
+                return None
+            return {
+                "architecture": model.architecture,
+                "parameters": model.parameters,
+                "blob_prefix": model.blob_prefix,
+                "media": self._training_media(s, model.project_id, model.snapshot_id),
+            }
+
+    def finish(
+        self, model_id: str, *, metrics: dict[str, Any] | None = None, error: str | None = None
+    ) -> None:
+        with session_scope(self.database_url) as s:
+            model = s.get(InspectModel, model_id)
+            if model is None:
+                return
+            model.status = "failed" if error else "ready"
+            model.error = error
+            if metrics is not None:
+                model.metrics = metrics
+
+    # --- models ----------------------------------------------------------------------
+
+    def _model(self, s: Session, model_id: str) -> InspectModel:
+        model = s.get(InspectModel, model_id)
+        if model is None:
+            raise NotFound(f"Model {model_id} not found")
+        return model
+
+    def list_models(self, project_id: str) -> list[i.Model]:
+        with session_scope(self.database_url) as s:
+            if s.get(InspectProject, project_id) is None:
+                raise NotFound(f"Project {project_id} not found")
+            rows = s.scalars(
+                select(InspectModel)
+                .where(InspectModel.project_id == project_id)
+                .order_by(InspectModel.created_at)
+            ).all()
+            return [_model_out(m) for m in rows]
+
+    def get_model(self, model_id: str) -> i.Model:
+        with session_scope(self.database_url) as s:
+            return _model_out(self._model(s, model_id))
+
+    def ready_model(self, model_id: str) -> i.Model:
+        """The model, if it can serve predictions.
+
+        Raises:
+            NotFound: No such model.
+            Conflict: Still training, or training failed.
+        """
+        model = self.get_model(model_id)
+        if model.status != "ready":
+            raise Conflict(f"Model {model_id} is {model.status}; only a ready model predicts")
+        return model
+
+    def delete_model(self, model_id: str) -> None:
+        """Delete a model and its exports; 409 while a running pipeline uses it."""
+        with session_scope(self.database_url) as s:
+            model = self._model(s, model_id)
+            running = s.scalar(
+                select(InspectActivePipeline.id)
+                .join(InspectPipeline, InspectPipeline.id == InspectActivePipeline.pipeline_id)
+                .where(InspectPipeline.model_id == model_id, InspectActivePipeline.status.in_(LIVE))
+            )
+            if running is not None:
+                raise Conflict(
+                    f"Model {model_id} is used by running pipeline {running}; stop it first"
+                )
+            prefix, job_id = model.blob_prefix, model.job_id
+            s.delete(model)
+            job = s.get(Job, job_id) if job_id else None
+            if job is not None and job.status in ("queued", "processing"):
+                job.cancel_requested = True  # a training run for a deleted model is waste
+        self.blobs.delete_prefix(prefix)
+
+    def export(self, model_id: str, fmt: i.ExportFormat) -> tuple[str, bytes]:
+        """A zip of the format's files, named ``<model name>-<format>.zip``."""
+        model = self.ready_model(model_id)
+        with session_scope(self.database_url) as s:
+            prefix = f"{self._model(s, model_id).blob_prefix}{fmt}/"
+        keys = self.blobs.list(prefix)
+        if not keys:
+            raise NotFound(f"Model {model_id} has no {fmt} export")
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for key in keys:
+                archive.writestr(key[len(prefix) :], self.blobs.get(key))
+            archive.writestr(
+                "README.txt", f"{model.name} ({model.architecture}): {_ARCHIVE_HINT[fmt]}\n"
+            )
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model.name)
+        return f"{safe}-{fmt}.zip", buffer.getvalue()
+
+    # --- jobs ------------------------------------------------------------------------
+
+    def list_jobs(
+        self, project_id: str, *, type: i.JobType | None, status: i.JobStatus | None
+    ) -> list[i.Job]:
+        with session_scope(self.database_url) as s:
+            if s.get(InspectProject, project_id) is None:
+                raise NotFound(f"Project {project_id} not found")
+            query = (
+                select(Job, InspectJob)
+                .join(InspectJob, InspectJob.job_id == Job.id)
+                .where(InspectJob.project_id == project_id)
+                .order_by(Job.created_at)
+            )
+            if type is not None:
+                query = query.where(InspectJob.type == type)
+            jobs = [_job_out(job, link) for job, link in s.execute(query).all()]
+        return [j for j in jobs if status is None or j.status == status]
+
+    def get_job(self, job_id: str) -> i.Job:
+        with session_scope(self.database_url) as s:
+            row = s.execute(
+                select(Job, InspectJob)
+                .join(InspectJob, InspectJob.job_id == Job.id)
+                .where(Job.id == job_id)
+            ).first()
+            if row is None:
+                raise NotFound(f"Job {job_id} not found")
+            return _job_out(*row)
+
+    # --- predictions -----------------------------------------------------------------
+
+    async def predict(self, handle: Any, model_id: str, data: bytes) -> i.Prediction:
+        """Score one image with a ready model through the multiplexed deployment."""
+        await asyncio.to_thread(self.ready_model, model_id)
+        rgb = await asyncio.to_thread(self._decode, data)
+        started = time.perf_counter()
+        try:
+            out = await handle.options(multiplexed_model_id=model_id).predict.remote(rgb)
+        except Exception as exc:
+            raise Unprocessable(f"Prediction failed: {remote_message(exc)}") from exc
+        return i.Prediction(
+            model_id=model_id,
+            score=out["score"],
+            label="anomalous" if out["is_anomalous"] else "normal",
+            anomaly_map=base64.b64encode(out["heatmap_png"]).decode(),
+            width=rgb.shape[1],
+            height=rgb.shape[0],
+            inference_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+
+    def _decode(self, data: bytes) -> np.ndarray:
+        limits = self.settings.limits
+        if len(data) > limits.max_download_bytes:
+            raise Unprocessable(f"Image too large: the limit is {limits.max_download_bytes} bytes")
+        img = open_image(data, allowed=MEDIA_FORMATS, max_pixels=limits.max_image_pixels)
+        return np.asarray(img.convert("RGB"))
+
+
+def _model_out(m: InspectModel) -> i.Model:
+    return i.Model(
+        id=m.id,
+        project_id=m.project_id,
+        name=m.name,
+        architecture=m.architecture,
+        parameters=m.parameters,
+        status=m.status,  # type: ignore[arg-type]
+        metrics=m.metrics,
+        error=m.error,
+        job_id=m.job_id,
+        snapshot_id=m.snapshot_id,
+        created_at=m.created_at,
+    )
+
+
+def _job_out(job: Job, link: InspectJob) -> i.Job:
+    return i.Job(
+        id=job.id,
+        project_id=link.project_id,
+        type=link.type,  # type: ignore[arg-type]
+        status=_JOB_STATUS.get(job.status, job.status),  # type: ignore[arg-type]
+        progress=job.progress,
+        message=job.message,
+        metrics=job.metrics or {},
+        result=job.result,
+        error=job.error,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
+
+
+@job_kind(TRAIN_KIND)
+async def train_job(ctx: JobContext) -> dict[str, Any]:
+    """Run one training as a Ray task and keep the job's progress and metrics current."""
+    import ray
+
+    from jobs.anomaly_training import train_task, training_options
+
+    settings: Settings = ctx.services["settings"]
+    service = ModelService(settings, ctx.services["blobs"])
+    model_id = ctx.payload["model_id"]
+    spec = await asyncio.to_thread(service.begin, model_id)
+    if spec is None:
+        return {"model_id": model_id, "skipped": "the model was deleted"}
+    stream = train_task.options(**training_options(settings)).remote(
+        settings.model_dump(mode="json"), spec
+    )
+    result: dict[str, Any] = {}
+    try:
+        async for ref in stream:
+            event = await ref
+            if event["type"] == "progress":
+                stage = event["metrics"].get("stage")
+                ctx.progress(event["progress"], stage, event["metrics"])
+            else:
+                result = event
+    except asyncio.CancelledError:
+        ray.cancel(stream, force=True)  # ends the worker process: training really stops
+        await asyncio.to_thread(service.finish, model_id, error="Training was cancelled")
+        raise
+    except Exception as exc:
+        message = f"Training failed: {remote_message(exc)}"
+        await asyncio.to_thread(service.finish, model_id, error=message)
+        raise Unprocessable(message, code="training_failed") from exc
+    metrics = {**result["metrics"], "input_size": result["input_size"]}
+    metrics["training_seconds"] = round(result["seconds"], 2)
+    await asyncio.to_thread(service.finish, model_id, metrics=metrics)
+    return {"model_id": model_id, "metrics": metrics}
