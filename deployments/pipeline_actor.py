@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import ray
 
+from visionserve.errors import Conflict, ServiceUnavailable, VisionServeError, remote_cause
+
 log = logging.getLogger(__name__)
 
 NAMESPACE = "visionserve-inspect"
@@ -41,9 +43,9 @@ class PipelineActor:
         self.hub: Any = None
 
     async def start(self) -> None:
-        from visionserve.live.runner import PipelineRunner
         from visionserve.live.webrtc import PeerHub
 
+        from visionserve.live.runner import PipelineRunner
         from visionserve.live.sinks import make_sink
         from visionserve.live.sources import open_source
 
@@ -130,6 +132,8 @@ class RayPipelineHost:
         self.anomaly = anomaly
 
     def _get(self, active_id: str) -> Any | None:
+        if not ray.is_initialized():  # never start a Ray just to look an actor up
+            return None
         try:
             return ray.get_actor(actor_name(active_id), namespace=NAMESPACE)
         except ValueError:
@@ -146,6 +150,8 @@ class RayPipelineHost:
             return None
 
     async def start(self, active_id: str, spec: dict[str, Any]) -> None:
+        if self.anomaly is None or not ray.is_initialized():
+            raise ServiceUnavailable("Live pipelines need the cluster's anomaly deployment")
         actor = (
             ray.remote(PipelineActor)
             .options(
@@ -158,7 +164,14 @@ class RayPipelineHost:
             )
             .remote(spec, self.snapshot, self.anomaly)
         )
-        await actor.start.remote()
+        try:
+            await actor.start.remote()
+        except Exception as exc:
+            ray.kill(actor, no_restart=True)
+            cause = remote_cause(exc)
+            if isinstance(cause, VisionServeError):
+                raise cause from None  # e.g. an MQTT broker that refuses us: its own status
+            raise
 
     async def status(self, active_id: str) -> dict[str, Any] | None:
         return await self._call(active_id, "status")
@@ -176,8 +189,6 @@ class RayPipelineHost:
     async def offer(self, active_id: str, sdp: str) -> str:
         actor = self._get(active_id)
         if actor is None:
-            from visionserve.errors import Conflict
-
             raise Conflict(f"Active pipeline {active_id} is not running")
         return await actor.offer.remote(sdp)
 
@@ -186,7 +197,5 @@ class RayPipelineHost:
     ) -> None:
         actor = self._get(active_id)
         if actor is None:
-            from visionserve.errors import Conflict
-
             raise Conflict(f"Active pipeline {active_id} is not running")
         await actor.candidate.remote(candidate, sdp_mid, sdp_mline_index)

@@ -115,7 +115,7 @@ class InspectSettings(BaseModel):
 
     # Ray resources of a training task. The CPU reservation is small so training fits
     # beside the replicas of a one-machine cluster; raise it on a real cluster.
-    train_num_cpus: float = Field(0.2, gt=0)
+    train_num_cpus: float = Field(0.1, gt=0)
     train_num_gpus: float = Field(0.0, ge=0)
     # Torch threads while training; None: every core of the node.
     train_threads: int | None = Field(None, ge=1)

@@ -29,7 +29,7 @@ from visionserve.services.inspect import MEDIA_FORMATS, project_prefix
 from visionserve.settings import Settings
 from visionserve.store.blobs import BlobStore
 from visionserve.store.db import session_scope
-from visionserve.store.queue import enqueue
+from visionserve.store.queue import JobQueue, enqueue
 from visionserve.store.records import (
     InspectActivePipeline,
     InspectJob,
@@ -261,6 +261,13 @@ class ModelService:
             if row is None:
                 raise NotFound(f"Job {job_id} not found")
             return _job_out(*row)
+
+    def cancel_job(self, queue: JobQueue, job_id: str) -> None:
+        """Cancel a job; a queued training never runs, so its model fails right here."""
+        self.get_job(job_id)  # 404 for jobs of other surfaces
+        job = queue.cancel(job_id)
+        if job.status == "cancelled" and job.kind == TRAIN_KIND:
+            self.finish(job.payload["model_id"], error="Training was cancelled")
 
     # --- predictions -----------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from visionserve.errors import Conflict, NotFound, ServiceUnavailable
+from visionserve.errors import Conflict, NotFound, ServiceUnavailable, VisionServeError
 from visionserve.schemas import inspect as i
 from visionserve.services.inspect import project_prefix
 from visionserve.settings import Settings
@@ -257,6 +257,8 @@ class PipelineService:
         except Exception as exc:
             log.exception("could not start active pipeline %s", active_id)
             await asyncio.to_thread(self._settle, active_id, "error", str(exc), None)
+            if isinstance(exc, VisionServeError):
+                raise
             raise ServiceUnavailable(f"Could not start the pipeline: {exc}") from exc
         return await asyncio.to_thread(self._active_out, active_id)
 

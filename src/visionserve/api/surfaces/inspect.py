@@ -50,7 +50,9 @@ def host(ctx: AppContext) -> PipelineHost:
     if id(ctx) not in _hosts:
         from deployments.pipeline_actor import RayPipelineHost
 
-        _hosts[id(ctx)] = RayPipelineHost(ctx.settings.model_dump(mode="json"), anomaly_handle(ctx))
+        _hosts[id(ctx)] = RayPipelineHost(
+            ctx.settings.model_dump(mode="json"), ctx.handles.get("anomaly")
+        )
     return _hosts[id(ctx)]
 
 
@@ -278,8 +280,7 @@ def training_router(ctx: AppContext) -> APIRouter:
     @r.delete("/jobs/{job_id}", status_code=204, response_class=Response)
     async def cancel_job(job_id: str, app: Ctx) -> Response:
         """Cancel: a queued job never starts; a running training is stopped."""
-        await asyncio.to_thread(models(app).get_job, job_id)  # 404 for other surfaces' jobs
-        await asyncio.to_thread(app.queue.cancel, job_id)
+        await asyncio.to_thread(models(app).cancel_job, app.queue, job_id)
         return Response(status_code=204)
 
     return r
