@@ -43,28 +43,29 @@ class PipelineActor:
         self.hub: Any = None
 
     async def start(self) -> None:
-        from visionserve.live.webrtc import PeerHub
-
         from visionserve.live.runner import PipelineRunner
         from visionserve.live.sinks import make_sink
         from visionserve.live.sources import open_source
+        from visionserve.live.webrtc import PeerHub
 
-        spec = self.spec
-        source = spec["source"]
+        spec, settings = self.spec, self.settings
+        source, timeout = spec["source"], settings.inspect.source_timeout_s
         sinks = []
-        if spec["sink"]:
-            sinks.append(
-                make_sink(
-                    spec["sink"]["type"],
-                    spec["sink"]["config"],
-                    database_url=str(self.settings.database_url),
-                    webhook_secret=self.settings.signing_key.decode(),
-                )
+        if spec["sink"]:  # connects (MQTT) or migrates (webhook outbox): off the loop
+            sink = await asyncio.to_thread(
+                make_sink,
+                spec["sink"]["type"],
+                spec["sink"]["config"],
+                database_url=str(settings.database_url),
+                webhook_secret=spec["sink"]["config"].get("secret"),
             )
+            sinks.append(sink)
         self.runner = PipelineRunner(
             pipeline_id=spec["pipeline_id"],
             active_id=spec["active_id"],
-            source_factory=lambda: open_source(source["type"], source["config"]),
+            source_factory=lambda: open_source(
+                source["type"], source["config"], open_timeout_s=timeout, read_timeout_s=timeout
+            ),
             predict=self._predict,
             sinks=sinks,
             threshold=spec["threshold"],
@@ -89,7 +90,7 @@ class PipelineActor:
 
     async def status(self) -> dict[str, Any]:
         runner = self.runner
-        return {"status": runner.status, "error": runner.error, "metrics": runner.metrics()}
+        return {"status": runner.status(), "error": runner.error, "metrics": runner.metrics()}
 
     async def capture(self) -> dict[str, Any] | None:
         import cv2

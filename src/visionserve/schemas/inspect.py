@@ -146,6 +146,12 @@ class WebhookConfig(_Strict):
     url: str = Field(min_length=1, max_length=2000, pattern=r"^https?://\S+$")
     method: Literal["POST", "PUT", "PATCH"] = "POST"
     headers: dict[str, str] = Field(default_factory=dict)
+    secret: str | None = Field(
+        None,
+        min_length=16,
+        max_length=200,
+        description="HMAC key of the X-VisionServe-Signature header; generated when omitted",
+    )
 
 
 class MqttConfig(_Strict):
@@ -318,6 +324,8 @@ class PipelineMetrics(BaseModel):
     avg_inference_time_ms: float = 0.0
     fps: float = 0.0
     sink_errors: int = 0
+    events_dropped: int = Field(0, description="Events a slow sink could not take in time")
+    inference_errors: int = 0
 
 
 class ActivePipeline(BaseModel):

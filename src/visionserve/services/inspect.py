@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -381,7 +382,7 @@ class InspectService:
                 project_id=project_id,
                 type=body.type,
                 name=body.name,
-                config=body.config.model_dump(mode="json"),
+                config=_with_secret(body.config.model_dump(mode="json"), body.type),
                 created_at=utcnow(),
             )
             s.add(row)
@@ -412,6 +413,13 @@ class InspectService:
 
     def delete_sink(self, sink_id: str) -> None:
         self._delete_io(InspectSink, "sink", sink_id)
+
+
+def _with_secret(config: dict[str, Any], type: str) -> dict[str, Any]:
+    """Webhook sinks always sign: a secret of their own unless the client chose one."""
+    if type == "webhook" and not config.get("secret"):
+        config["secret"] = f"whsec_{secrets.token_hex(24)}"
+    return config
 
 
 def _project_out(p: InspectProject) -> i.Project:
