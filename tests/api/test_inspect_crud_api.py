@@ -399,4 +399,6 @@ async def test_source_defaults(client: httpx.AsyncClient) -> None:
         json={"type": "webhook", "name": "Hook", "config": {"url": "https://a.example/x"}},
     )
     assert r.status_code == 201
-    assert r.json()["config"] == {"url": "https://a.example/x", "method": "POST", "headers": {}}
+    config = r.json()["config"]
+    assert len(config.pop("secret")) == len("whsec_") + 48  # generated: every webhook signs
+    assert config == {"url": "https://a.example/x", "method": "POST", "headers": {}}
