@@ -401,5 +401,7 @@ SURFACE = Surface(
     ),
     job_modules=("visionserve.services.inspect_models",),
     requires_key=False,
+    # Its UIs poll job progress and live pipeline metrics a few times a second.
+    rate_limit_per_minute=1200,
     validation_status=422,
 )
