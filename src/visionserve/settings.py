@@ -123,10 +123,11 @@ class InspectSettings(BaseModel):
     holdout: float = Field(0.2, gt=0, lt=1)
     # OpenVINO device of the inference deployment ("CPU", "GPU", "AUTO").
     device: str = "CPU"
-    # Trained models kept compiled per inference replica (LRU).
-    max_models_per_replica: int = Field(8, ge=1)
     # Live pipelines: the longest a source may take to open or deliver a frame.
     source_timeout_s: float = Field(10.0, gt=0)
+    # Folders video_file sources may read and filesystem sinks may write. Empty: any
+    # path the cluster's user can reach (set this when the API is exposed).
+    file_roots: list[Path] = Field(default_factory=list)
 
 
 class LlmSettings(BaseModel):

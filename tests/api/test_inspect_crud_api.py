@@ -402,3 +402,29 @@ async def test_source_defaults(client: httpx.AsyncClient) -> None:
     config = r.json()["config"]
     assert len(config.pop("secret")) == len("whsec_") + 48  # generated: every webhook signs
     assert config == {"url": "https://a.example/x", "method": "POST", "headers": {}}
+
+
+async def test_file_paths_stay_inside_the_configured_roots(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings.inspect.file_roots = [tmp_path / "videos", tmp_path / "alerts"]
+    ctx = build_context(settings)
+    app = create_app(ctx, [SURFACES["inspect"]])
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t/inspect/api"
+    ) as c:
+        project = await new_project(c)
+        sources = f"/projects/{project['id']}/sources"
+        ok = {"type": "video_file", "name": "a", "config": {"path": str(tmp_path / "videos/a.mp4")}}
+        assert (await c.post(sources, json=ok)).status_code == 201
+        sneaky = str(tmp_path / "videos/../../etc/passwd")
+        r = await c.post(
+            sources, json={"type": "video_file", "name": "b", "config": {"path": sneaky}}
+        )
+        assert r.status_code == 422 and "outside the allowed folders" in r.json()["detail"]
+        sinks = f"/projects/{project['id']}/sinks"
+        r = await c.post(
+            sinks, json={"type": "filesystem", "name": "c", "config": {"output_dir": "/etc"}}
+        )
+        assert r.status_code == 422
+        inside = {"output_dir": str(tmp_path / "alerts/line1")}
+        r = await c.post(sinks, json={"type": "filesystem", "name": "d", "config": inside})
+        assert r.status_code == 201

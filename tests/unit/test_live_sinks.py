@@ -148,7 +148,7 @@ def webhook_sink(settings, url: str) -> WebhookSink:  # type: ignore[no-untyped-
         "webhook",
         {
             "url": url,
-            "method": "PUT",
+            "method": "POST",
             "headers": {"Authorization": "Bearer t0ken", "X-VisionServe-Event-Id": "forged"},
         },
         database_url=settings.database_url,

@@ -134,8 +134,6 @@ class WebhookSink:
         self._headers = {
             k: v for k, v in config.headers.items() if not k.lower().startswith("x-visionserve-")
         }
-        if config.method != "POST":
-            log.warning("webhook sink %s: method %s is sent as POST", self.url, config.method)
         engine_for(database_url)  # migrate now, not on the first anomaly
 
     def emit(self, event: dict[str, Any], image: bytes | None) -> None:

@@ -144,7 +144,8 @@ class Source(BaseModel):
 
 class WebhookConfig(_Strict):
     url: str = Field(min_length=1, max_length=2000, pattern=r"^https?://\S+$")
-    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    # Deliveries are signed POSTs from the webhook outbox, like every VisionServe webhook.
+    method: Literal["POST"] = "POST"
     headers: dict[str, str] = Field(default_factory=dict)
     secret: str | None = Field(
         None,

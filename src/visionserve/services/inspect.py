@@ -14,6 +14,7 @@ import logging
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -368,7 +369,19 @@ class InspectService:
                 ).all()
             )
 
+    def _check_path(self, body: Any) -> None:
+        """Keep file sources and sinks inside the configured roots, if any."""
+        roots = self.settings.inspect.file_roots
+        path = getattr(body.config, "path", None) or getattr(body.config, "output_dir", None)
+        if not roots or path is None or body.type not in ("video_file", "filesystem"):
+            return
+        resolved = Path(path).expanduser().resolve()
+        if not any(resolved.is_relative_to(Path(r).expanduser().resolve()) for r in roots):
+            allowed = ", ".join(str(r) for r in roots)
+            raise Unprocessable(f"{path} is outside the allowed folders ({allowed})")
+
     def _create_io(self, model: Any, what: str, project_id: str, body: Any) -> Any:
+        self._check_path(body)
         conflict = f"A {what} named {body.name!r} already exists in this project"
         with self._session(conflict) as s:
             self._project(s, project_id)
