@@ -17,7 +17,11 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from visionserve.settings import Settings
 
-pytest_plugins = ["tests.fixtures.s3server", "tests.fixtures.receiver"]
+pytest_plugins = [
+    "tests.fixtures.s3server",
+    "tests.fixtures.receiver",
+    "tests.anomaly_fixtures",
+]
 
 POSTGRES_URL = os.environ.get(
     "VISIONSERVE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

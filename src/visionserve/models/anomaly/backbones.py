@@ -153,7 +153,7 @@ def prepare_backbones(model_home: Path) -> list[str]:
     Returns:
         Names of the backbones with pretrained weights, ``tf_efficientnet_lite0`` first.
     """
-    from visionserve.models.anomaly import compat
+    from visionserve import torch_compat as compat
 
     compat.install()
     import timm

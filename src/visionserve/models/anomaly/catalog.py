@@ -21,7 +21,7 @@ Files an architecture may need, all under the model home:
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -95,7 +95,6 @@ class Architecture:
     needs_pretrained: bool = False
     backbone_choices: tuple[str, ...] | None = None  # None: any available backbone
     requirements: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _image_size(minimum: int = 64) -> Param:
@@ -248,8 +247,9 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture(
             "dfm",
             "DFM",
-            "PCA of pooled deep features, scored by reconstruction error or likelihood. "
-            "Very fast; good image scores, coarse anomaly maps.",
+            "PCA of pooled deep features, scored by feature reconstruction error (its "
+            "likelihood score gives no anomaly map, so it is not offered). Very fast; good "
+            "image scores, coarse anomaly maps.",
             "Dfm",
             {
                 "image_size": _image_size(),
@@ -269,13 +269,6 @@ ARCHITECTURES: dict[str, Architecture] = {
                     "Share of variance the PCA keeps.",
                     minimum=0.5,
                     maximum=0.999,
-                ),
-                "score_type": Param(
-                    "string",
-                    "fre",
-                    "fre: feature reconstruction error (gives anomaly maps); nll: "
-                    "negative log-likelihood (image score only).",
-                    options=("fre", "nll"),
                 ),
             },
             layer_stages=(3,),
@@ -355,7 +348,7 @@ def penalty_source(model_home: Path) -> Path | None:
 
 @functools.lru_cache(maxsize=32)
 def _timm_features(name: str) -> tuple[tuple[str, ...], tuple[int, ...]] | None:
-    from visionserve.models.anomaly import compat
+    from visionserve import torch_compat as compat
 
     compat.install()
     import timm

@@ -3,8 +3,15 @@
 Runs in a training worker, never in a Serve replica: it imports torch, Lightning and
 anomalib. Nothing here downloads: backbones come from the model home (see
 :mod:`.backbones`) and EfficientAD's teacher and penalty images are local too (see
-:mod:`.catalog`). PatchCore's coreset step fragments glibc's heap in threaded processes:
-run training processes with ``MALLOC_MMAP_THRESHOLD_=131072`` in their environment.
+:mod:`.catalog`).
+
+PatchCore's coreset step allocates a fresh patches×dims distance tensor per iteration,
+so glibc's settings decide both its heap growth in threaded processes (DESIGN.md:
+``MALLOC_MMAP_THRESHOLD_=131072``) and its speed: unless the heap keeps those pages,
+every iteration page-faults them in again (sys time ≈ user time). Measured here on a
+32k-patch coreset: ``MALLOC_MMAP_THRESHOLD_=67108864 MALLOC_TRIM_THRESHOLD_=536870912``
+took 4-11 s instead of 37-64 s at the same peak RSS as 131072 (~0.75 GB). Either way
+they belong in the training process's environment (glibc reads them at start-up).
 """
 
 from __future__ import annotations
@@ -24,14 +31,14 @@ from typing import Any, Literal
 # The package __init__ has installed the torchvision shim's import hook by now.
 from lightning.pytorch import Callback
 
+from visionserve import torch_compat as compat
 from visionserve.errors import Unprocessable, VisionServeError
-from visionserve.models.anomaly import backbones, catalog, compat
+from visionserve.models.anomaly import backbones, catalog
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, dict[str, Any]], None]
 EXPORT_FORMATS = ("openvino", "onnx", "pytorch")
-_EXPORT_DIRS = {"openvino": "openvino", "onnx": "onnx", "pytorch": "torch"}
 METADATA_FILE = "visionserve.json"
 _LINKABLE = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # Natural photos bundled with scikit-image: EfficientAD's offline penalty set.
@@ -422,6 +429,7 @@ def train(
     *,
     formats: Sequence[str] = EXPORT_FORMATS,
     seed: int = 0,
+    threads: int | None = None,
 ) -> TrainResult:
     """Train ``architecture`` on normal images, evaluate on ``val`` and export it.
 
@@ -439,6 +447,8 @@ def train(
             the rest. An exception it raises (e.g. a cancellation) stops training.
         formats: Export formats, a subset of ``openvino``, ``onnx``, ``pytorch``.
         seed: Seed for sampling steps (coreset, PaDiM feature choice, weight init).
+        threads: Set torch's intra-op threads first (see :func:`compat.threads`); None
+            leaves the process setting alone (Ray sets ``OMP_NUM_THREADS`` for workers).
 
     Returns:
         Metrics (``image_auroc``, ``pixel_auroc`` where every anomalous image has a mask,
@@ -464,7 +474,8 @@ def train(
     stage = "prepare"
     try:
         compat.install()
-        compat.threads()
+        if threads is not None:
+            compat.threads(threads)
         backbones.prepare_backbones(model_home)
         layout = _layout(train_images, val, workdir / "data")
         import torch
@@ -510,6 +521,8 @@ def train(
         metrics = _metrics(results, layout, len(train_images), epochs)
 
         stage = "export"
+        if (workdir / "export").exists():  # a re-run in the same workdir
+            shutil.rmtree(workdir / "export")
         done = [0]
 
         def step() -> None:

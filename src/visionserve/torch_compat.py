@@ -15,9 +15,11 @@ from __future__ import annotations
 import importlib.abc
 import importlib.util
 import logging
+import math
 import os
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # torch is imported lazily: the inference path never loads it
@@ -162,11 +164,23 @@ def uninstall_hook() -> None:
 
 
 def cpu_allowance() -> int:
-    """CPUs this process may run on (its affinity mask: a Ray replica's or a container's)."""
+    """CPUs this process may use: the smallest of ``OMP_NUM_THREADS`` (Ray sets it to an
+    actor's ``num_cpus``), the cgroup CPU quota (containers) and the affinity mask."""
+    limits = []
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        limits.append(len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+        limits.append(os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            limits.append(math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    if omp.isdigit() and int(omp) > 0:
+        limits.append(int(omp))
+    return max(1, min(limits))
 
 
 def threads(n: int | None = None) -> int:
