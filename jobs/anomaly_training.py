@@ -114,10 +114,8 @@ def _download(blobs: Any, media: list[dict[str, Any]], folder: Path) -> list[Any
 
 
 def _train(settings: Any, spec: dict[str, Any], samples: list[Any], work: Path, report: Any) -> Any:
-    import torch
     from visionserve.models.anomaly.training import split, train
 
-    torch.set_num_threads(settings.inspect.train_threads or os.cpu_count() or 1)
     train_images, val = split(samples, holdout=settings.inspect.holdout)
     return train(
         spec["architecture"],
@@ -127,6 +125,8 @@ def _train(settings: Any, spec: dict[str, Any], samples: list[Any], work: Path, 
         work,
         Path(settings.model_home),
         progress=report,
+        # Ray sets OMP_NUM_THREADS from the (small) CPU reservation: say what we mean.
+        threads=settings.inspect.train_threads or os.cpu_count() or 1,
     )
 
 
