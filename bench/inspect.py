@@ -6,7 +6,8 @@
    >= 0.97).
 2. Inference images/s on one core budget, batch 1, through our ``AnomalyModel``
    (OpenVINO, f32) vs anomalib's own ``TorchInferencer`` on the same trained model
-   (and onnxruntime on its ONNX export for reference).
+   (and onnxruntime on its ONNX export for reference); then through the multiplexed
+   ``anomaly`` Serve deployment on a local Ray, one request at a time and 8 in flight.
 3. Training seconds per 100 training images (fit, then fit + test + three exports).
 """
 
@@ -64,6 +65,70 @@ def images_per_s(runners: dict[str, Callable], frames: list[np.ndarray]) -> dict
     return {name: statistics.median(r) for name, r in rates.items()}
 
 
+def through_serve(openvino_dir: Path, frames: list[np.ndarray], n: int = 120) -> dict[str, float]:
+    """images/s through the ``anomaly`` deployment's handle (what pipelines call)."""
+    import asyncio
+
+    import ray
+    from ray import serve
+
+    from deployments.anomaly import AnomalyDetection
+    from visionserve.settings import Settings
+    from visionserve.store.blobs import make_blob_store
+    from visionserve.store.db import session_scope
+    from visionserve.store.records import InspectModel, InspectProject
+
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        settings = Settings(home=Path(tmp))
+        blobs = make_blob_store(settings)
+        for f in openvino_dir.iterdir():
+            blobs.put(f"bench/model/openvino/{f.name}", f.read_bytes())
+        with session_scope(str(settings.database_url)) as s:
+            s.add(InspectProject(id="bench", name="bench"))
+            s.flush()
+            s.add(
+                InspectModel(
+                    id="m1",
+                    project_id="bench",
+                    name="bench",
+                    architecture="patchcore",
+                    status="ready",
+                    blob_prefix="bench/model/",
+                )
+            )
+        repo = str(Path(__file__).resolve().parents[1])
+        ray.init(
+            num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": repo}}
+        )
+        try:
+            app = AnomalyDetection.bind(settings.model_dump(mode="json"))
+            handle = serve.run(app, name="bench-inspect", route_prefix=None)
+            model = handle.options(multiplexed_model_id="m1")
+            model.frame.remote(frames[0]).result()  # loads and compiles the model
+
+            started = time.perf_counter()
+            for i in range(n):
+                model.frame.remote(frames[i % len(frames)]).result()
+            sequential = n / (time.perf_counter() - started)
+
+            async def in_flight(width: int) -> float:
+                sem = asyncio.Semaphore(width)
+
+                async def one(i: int) -> None:
+                    async with sem:
+                        await model.frame.remote(frames[i % len(frames)])
+
+                started = time.perf_counter()
+                await asyncio.gather(*(one(i) for i in range(n)))
+                return n / (time.perf_counter() - started)
+
+            concurrent = asyncio.run(in_flight(8))
+        finally:
+            serve.shutdown()
+            ray.shutdown()
+    return {"sequential": sequential, "concurrent": concurrent}
+
+
 def main() -> None:
     from visionserve import torch_compat as compat
 
@@ -107,6 +172,7 @@ def main() -> None:
                 {"openvino": ov_model.predict, "torch": torch_model.predict, "ort": ort_predict},
                 frames,
             )
+        served = through_serve(pre.exports["openvino"], frames)
 
     pm, rm = pre.metrics, rnd.metrics
     print(
@@ -128,6 +194,10 @@ def main() -> None:
     print(f"  anomalib TorchInferencer     {ips['torch']:8.1f}")
     print(f"  onnxruntime (reference)      {ips['ort']:8.1f}")
     print(f"  OpenVINO / TorchInferencer = {ips['openvino'] / ips['torch']:.2f}")
+    print("  through the anomaly Serve deployment (handle calls, one replica):")
+    print(f"    one request at a time      {served['sequential']:8.1f}")
+    print(f"    8 in flight                {served['concurrent']:8.1f}")
+    print(f"    8 in flight / TorchInferencer = {served['concurrent'] / ips['torch']:.2f}")
     per100 = 100 / n_train
     print("training seconds per 100 training images (fit: features + memory bank)")
     print(f"  PatchCore 128px, pretrained lite0   {pre_t['fit'] * per100:7.1f}")
