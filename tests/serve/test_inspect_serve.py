@@ -373,3 +373,25 @@ def training_processes() -> list[int]:
         if cmdline.startswith("ray::train_task"):
             found.append(proc.info["pid"])
     return found
+
+
+def test_a_failed_training_says_why(client, serve_cluster, dataset) -> None:  # type: ignore[no-untyped-def]
+    project = client.post("/projects", json={"name": f"broken-{uuid.uuid4().hex[:6]}"}).json()
+    normals = [s for s in dataset if s.label == "normal"][:3]
+    files = [("files", (s.path.name, s.path.read_bytes(), "image/png")) for s in normals]
+    items = client.post(
+        f"/projects/{project['id']}/media", files=files, data={"label": "normal"}
+    ).json()["items"]
+    # An image lost from storage behind the API's back (a wiped disk, a bucket policy).
+    lost = serve_cluster.home / "blobs" / f"inspect/projects/{project['id']}/media/{items[0]['id']}"
+    for path in lost.glob("image.*"):
+        path.unlink()
+    r = client.post(
+        f"/projects/{project['id']}/train",
+        json={"model_name": "m", "architecture": "padim", "parameters": {"image_size": 64}},
+    )
+    job, _ = wait_job(client, r.json()["job_id"], timeout_s=120)
+    assert job["status"] == "failed"
+    assert job["error"].startswith("Training failed:") and items[0]["id"] in job["error"], job
+    model = client.get(f"/models/{r.json()['model_id']}").json()
+    assert model["status"] == "failed" and model["error"] == job["error"]
