@@ -153,7 +153,7 @@ class RayPipelineHost:
     async def start(self, active_id: str, spec: dict[str, Any]) -> None:
         if self.anomaly is None or not ray.is_initialized():
             raise ServiceUnavailable("Live pipelines need the cluster's anomaly deployment")
-        actor = (
+        actor: Any = (
             ray.remote(PipelineActor)
             .options(
                 name=actor_name(active_id),

@@ -180,6 +180,12 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def model_dir(self) -> Path:
+        """``model_home`` as resolved by the validator (never None after it)."""
+        assert self.model_home is not None
+        return self.model_home
+
+    @property
     def signing_key(self) -> bytes:
         """Key for signed blob URLs; generated once per home so all replicas share it."""
         if self.secret_key:

@@ -53,8 +53,7 @@ class DocumentService:
 
     @property
     def model_home(self) -> Path:
-        assert self.settings.model_home is not None  # resolved by Settings
-        return self.settings.model_home
+        return self.settings.model_dir
 
     # --- create ----------------------------------------------------------------------
 

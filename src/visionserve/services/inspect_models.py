@@ -80,7 +80,7 @@ class ModelService:
         """
         from visionserve.models.anomaly.catalog import validate
 
-        parameters = validate(body.architecture, body.parameters, self.settings.model_home)
+        parameters = validate(body.architecture, body.parameters, self.settings.model_dir)
         with session_scope(self.database_url) as s:
             if s.get(InspectProject, project_id) is None:
                 raise NotFound(f"Project {project_id} not found")
@@ -349,7 +349,7 @@ async def train_job(ctx: JobContext) -> dict[str, Any]:
     )
     result: dict[str, Any] = {}
     try:
-        async for ref in stream:
+        async for ref in stream:  # type: ignore[attr-defined]  # a streaming generator
             event = await ref
             if event["type"] == "progress":
                 stage = event["metrics"].get("stage")

@@ -92,12 +92,13 @@ class PipelineService:
         source_id: str | None,
         sink_id: str | None,
     ) -> None:
-        """Referenced parts must exist in the same project (422 names the bad one)."""
-        for record, what, ref in (
+        """Referenced parts must exist in the same project (404 names the missing one)."""
+        parts: tuple[tuple[Any, str, str | None], ...] = (
             (InspectModel, "model", model_id),
             (InspectSource, "source", source_id),
             (InspectSink, "sink", sink_id),
-        ):
+        )
+        for record, what, ref in parts:
             if ref is None:
                 continue
             row = s.get(record, ref)

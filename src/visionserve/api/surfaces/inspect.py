@@ -220,7 +220,7 @@ def training_router(ctx: AppContext) -> APIRouter:
         """Architectures with their parameters; unavailable ones say which file is missing."""
         from visionserve.models.anomaly.catalog import trainable_models
 
-        return await asyncio.to_thread(trainable_models, app.settings.model_home)
+        return await asyncio.to_thread(trainable_models, app.settings.model_dir)
 
     @r.post("/projects/{project_id}/train", response_model=i.TrainAccepted, status_code=202)
     async def train(project_id: str, body: i.TrainRequest, app: Ctx) -> i.TrainAccepted:
