@@ -46,7 +46,8 @@ def training_options(settings: Any) -> dict[str, Any]:
     }
 
 
-@ray.remote(num_returns="streaming")
+# max_calls=1: a fresh worker per run, so a finished training hands its ~1 GB back.
+@ray.remote(num_returns="streaming", max_calls=1)
 def train_task(snapshot: dict[str, Any], spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Train ``spec`` and yield ``{"type": "progress", ...}`` events, then the result.
 
