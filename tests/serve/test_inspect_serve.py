@@ -395,3 +395,28 @@ def test_a_failed_training_says_why(client, serve_cluster, dataset) -> None:  # 
     assert job["error"].startswith("Training failed:") and items[0]["id"] in job["error"], job
     model = client.get(f"/models/{r.json()['model_id']}").json()
     assert model["status"] == "failed" and model["error"] == job["error"]
+
+
+def test_deleting_a_project_mid_training_leaves_no_files(client, serve_cluster, dataset) -> None:  # type: ignore[no-untyped-def]
+    project = client.post("/projects", json={"name": f"gone-{uuid.uuid4().hex[:6]}"}).json()
+    normals = [s for s in dataset if s.label == "normal"][:4]
+    files = [("files", (s.path.name, s.path.read_bytes(), "image/png")) for s in normals]
+    client.post(f"/projects/{project['id']}/media", files=files, data={"label": "normal"})
+    r = client.post(
+        f"/projects/{project['id']}/train",
+        json={"model_name": "m", "architecture": "padim", "parameters": {"image_size": 64}},
+    )
+    job_id = r.json()["job_id"]
+    deadline = time.time() + 120
+    while client.get(f"/jobs/{job_id}").json()["status"] == "pending" and time.time() < deadline:
+        time.sleep(0.2)
+    assert client.delete(f"/projects/{project['id']}").status_code == 204
+    from visionserve.settings import JobSettings
+    from visionserve.store.queue import JobQueue
+
+    queue = JobQueue(serve_cluster.database_url, JobSettings())
+    while queue.get(job_id).status not in ("completed", "failed") and time.time() < deadline:
+        time.sleep(0.5)
+    assert queue.get(job_id).status == "completed"
+    assert queue.get(job_id).result["skipped"] == "the model was deleted"
+    assert not (serve_cluster.home / "blobs" / f"inspect/projects/{project['id']}").exists()

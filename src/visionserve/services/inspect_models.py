@@ -149,15 +149,17 @@ class ModelService:
 
     def finish(
         self, model_id: str, *, metrics: dict[str, Any] | None = None, error: str | None = None
-    ) -> None:
+    ) -> bool:
+        """Record the outcome; False when the model (or its project) was deleted meanwhile."""
         with session_scope(self.database_url) as s:
             model = s.get(InspectModel, model_id)
             if model is None:
-                return
+                return False
             model.status = "failed" if error else "ready"
             model.error = error
             if metrics is not None:
                 model.metrics = metrics
+            return True
 
     # --- models ----------------------------------------------------------------------
 
@@ -362,9 +364,17 @@ async def train_job(ctx: JobContext) -> dict[str, Any]:
         raise
     except Exception as exc:
         message = f"Training failed: {remote_message(exc)}"
-        await asyncio.to_thread(service.finish, model_id, error=message)
+        if not await asyncio.to_thread(service.finish, model_id, error=message):
+            return await _deleted(service, model_id, spec)  # its images went with it
         raise Unprocessable(message, code="training_failed") from exc
     metrics = {**result["metrics"], "input_size": result["input_size"]}
     metrics["training_seconds"] = round(result["seconds"], 2)
-    await asyncio.to_thread(service.finish, model_id, metrics=metrics)
+    if not await asyncio.to_thread(service.finish, model_id, metrics=metrics):
+        return await _deleted(service, model_id, spec)
     return {"model_id": model_id, "metrics": metrics}
+
+
+async def _deleted(service: ModelService, model_id: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """The model (or its project) was deleted while it trained: drop what the run wrote."""
+    await asyncio.to_thread(service.blobs.delete_prefix, spec["blob_prefix"])
+    return {"model_id": model_id, "skipped": "the model was deleted"}
