@@ -18,22 +18,20 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-from pydantic import BaseModel, ValidationError
 
 from visionserve import webhooks
 from visionserve.errors import Conflict, Unprocessable
+from visionserve.live.config import parse_config
 from visionserve.schemas.inspect import FilesystemConfig, MqttConfig, WebhookConfig
 from visionserve.store.db import engine_for, session_scope
 
 log = logging.getLogger(__name__)
 
 EVENT_TYPE = "anomaly.detected"
-
-M = TypeVar("M", bound=BaseModel)
 
 
 class SinkError(Conflict):
@@ -92,26 +90,17 @@ def make_sink(
     """
     if type == "webhook":
         return WebhookSink(
-            _parse(WebhookConfig, config), database_url=database_url, secret=webhook_secret
+            parse_config(WebhookConfig, config, "sink"),
+            database_url=database_url,
+            secret=webhook_secret,
         )
     if type == "mqtt":
-        return MqttSink(_parse(MqttConfig, config))
+        return MqttSink(parse_config(MqttConfig, config, "sink"))
     if type == "filesystem":
-        return FilesystemSink(_parse(FilesystemConfig, config))
+        return FilesystemSink(parse_config(FilesystemConfig, config, "sink"))
     raise Unprocessable(
         f"unknown sink type {type!r}; valid: filesystem, mqtt, webhook", code="invalid_sink_config"
     )
-
-
-def _parse(model: type[M], config: dict[str, Any]) -> M:
-    try:
-        return model.model_validate(config)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        raise Unprocessable(
-            f"invalid sink config: {where}: {first['msg']}", code="invalid_sink_config"
-        ) from None
 
 
 # --- webhook ---------------------------------------------------------------------------

@@ -14,14 +14,14 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ValidationError
 
 from visionserve.errors import Conflict, Unprocessable
+from visionserve.live.config import parse_config
 from visionserve.schemas.inspect import IpCameraConfig, VideoFileConfig, WebcamConfig
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 DEV_DIR = Path("/dev")
 SYSFS_V4L = Path("/sys/class/video4linux")
 MAX_PLAUSIBLE_FPS = 240.0
-
-M = TypeVar("M", bound=BaseModel)
 
 
 class SourceError(Conflict):
@@ -184,27 +182,16 @@ def open_source(
         SourceError: The file, device or stream cannot be opened.
     """
     if type == "video_file":
-        return _open_video_file(_parse(VideoFileConfig, config))
+        return _open_video_file(parse_config(VideoFileConfig, config, "source"))
     if type == "webcam":
-        return _open_webcam(_parse(WebcamConfig, config))
+        return _open_webcam(parse_config(WebcamConfig, config, "source"))
     if type == "ip_camera":
-        cam = _parse(IpCameraConfig, config)
+        cam = parse_config(IpCameraConfig, config, "source")
         return _open_ip_camera(cam, open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s)
     raise Unprocessable(
         f"unknown source type {type!r}; valid: ip_camera, video_file, webcam",
         code="invalid_source_config",
     )
-
-
-def _parse(model: type[M], config: dict[str, Any]) -> M:
-    try:
-        return model.model_validate(config)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        raise Unprocessable(
-            f"invalid source config: {where}: {first['msg']}", code="invalid_source_config"
-        ) from None
 
 
 def _open_video_file(cfg: VideoFileConfig) -> CaptureSource:
