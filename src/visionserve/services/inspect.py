@@ -70,6 +70,43 @@ def make_thumbnail(img: Image.Image, size: int = THUMBNAIL_SIZE) -> bytes:
     return encode_image(thumb, "png")
 
 
+def open_upload(settings: Settings, data: bytes, what: str) -> Image.Image:
+    """An uploaded image (media, mask, image to score): size limit, then a safe decode.
+
+    Raises:
+        PayloadTooLarge: Over ``limits.max_download_bytes``.
+        InvalidFormat, InvalidImage: Not an accepted image, or a corrupt one.
+    """
+    limit = settings.limits.max_download_bytes
+    if len(data) > limit:
+        raise PayloadTooLarge(f"{what} too large: the limit is {limit} bytes")
+    return open_image(data, allowed=MEDIA_FORMATS, max_pixels=settings.limits.max_image_pixels)
+
+
+def require_project(s: Session, project_id: str) -> InspectProject:
+    """The project, or the contract's 404."""
+    project = s.get(InspectProject, project_id)
+    if project is None:
+        raise NotFound(f"Project {project_id} not found")
+    return project
+
+
+def project_rows(s: Session, record: Any, project_id: str) -> list[Any]:
+    """A project's rows of ``record`` (snapshots, sources, models, ...), oldest first."""
+    require_project(s, project_id)
+    query = select(record).where(record.project_id == project_id).order_by(record.created_at)
+    return list(s.scalars(query).all())
+
+
+def refuse_taken_name(
+    s: Session, record: Any, project_id: str, name: str, what: str, exclude: str | None = None
+) -> None:
+    """409 when another ``record`` of the project already has ``name``."""
+    taken = s.scalar(select(record.id).where(record.project_id == project_id, record.name == name))
+    if taken is not None and taken != exclude:
+        raise Conflict(f"A {what} named {name!r} already exists in this project")
+
+
 @dataclass(frozen=True)
 class _Prepared:
     media_id: str
@@ -103,12 +140,6 @@ class InspectService:
 
     # --- projects --------------------------------------------------------------------
 
-    def _project(self, s: Session, project_id: str) -> InspectProject:
-        project = s.get(InspectProject, project_id)
-        if project is None:
-            raise NotFound(f"Project {project_id} not found")
-        return project
-
     def _name_taken(self, s: Session, name: str, exclude: str | None = None) -> None:
         existing = s.scalar(select(InspectProject.id).where(InspectProject.name == name))
         if existing is not None and existing != exclude:
@@ -130,11 +161,11 @@ class InspectService:
 
     def get_project(self, project_id: str) -> i.Project:
         with session_scope(self.database_url) as s:
-            return _project_out(self._project(s, project_id))
+            return _project_out(require_project(s, project_id))
 
     def update_project(self, project_id: str, body: i.ProjectUpdate) -> i.Project:
         with self._session(f"A project named {body.name!r} already exists") as s:
-            project = self._project(s, project_id)
+            project = require_project(s, project_id)
             if body.name is not None and body.name != project.name:
                 self._name_taken(s, body.name, exclude=project_id)
                 project.name = body.name
@@ -145,7 +176,7 @@ class InspectService:
     def delete_project(self, project_id: str) -> None:
         """Delete the project, its media, snapshots, sources and sinks (FK cascade)."""
         with session_scope(self.database_url) as s:
-            s.delete(self._project(s, project_id))
+            s.delete(require_project(s, project_id))
         self.blobs.delete_prefix(project_prefix(project_id))
 
     # --- media -----------------------------------------------------------------------
@@ -154,7 +185,7 @@ class InspectService:
         self, project_id: str, *, label: i.Label | None, limit: int, offset: int
     ) -> i.MediaPage:
         with session_scope(self.database_url) as s:
-            self._project(s, project_id)
+            require_project(s, project_id)
             where = [InspectMedia.project_id == project_id]
             if label is not None:
                 where.append(InspectMedia.label == label)
@@ -203,12 +234,7 @@ class InspectService:
         return i.UploadResult(uploaded=len(items), failed=len(errors), items=items, errors=errors)
 
     def _prepare(self, project_id: str, filename: str, data: bytes) -> _Prepared:
-        limit = self.settings.limits.max_download_bytes
-        if len(data) > limit:
-            raise PayloadTooLarge(f"File too large: the limit is {limit} bytes")
-        img = open_image(
-            data, allowed=MEDIA_FORMATS, max_pixels=self.settings.limits.max_image_pixels
-        )
+        img = open_upload(self.settings, data, "File")
         fmt = sniff_format(data) or "png"
         media_id = new_id()
         base = f"{project_prefix(project_id)}media/{media_id}"
@@ -282,15 +308,13 @@ class InspectService:
 
         Raises:
             NotFound: No such media.
-            Unprocessable: Not an image, or not the image's size.
+            PayloadTooLarge: Over the upload limit.
+            Unprocessable: Not the image's size (other bad files: see open_upload).
         """
         with session_scope(self.database_url) as s:
             media = self._media(s, media_id)
             size, key = (media.width, media.height), media.image_key
-        limits = self.settings.limits
-        if len(data) > limits.max_download_bytes:
-            raise PayloadTooLarge(f"Mask too large: the limit is {limits.max_download_bytes} bytes")
-        mask = open_image(data, allowed=MEDIA_FORMATS, max_pixels=limits.max_image_pixels)
+        mask = open_upload(self.settings, data, "Mask")
         if mask.size != size:
             raise Unprocessable(
                 f"The mask is {mask.width}x{mask.height}; the image is {size[0]}x{size[1]}"
@@ -322,26 +346,14 @@ class InspectService:
 
     def list_snapshots(self, project_id: str) -> list[i.Snapshot]:
         with session_scope(self.database_url) as s:
-            self._project(s, project_id)
-            rows = s.scalars(
-                select(InspectSnapshot)
-                .where(InspectSnapshot.project_id == project_id)
-                .order_by(InspectSnapshot.created_at)
-            ).all()
-            return [_snapshot_out(r) for r in rows]
+            return [_snapshot_out(r) for r in project_rows(s, InspectSnapshot, project_id)]
 
     def create_snapshot(self, project_id: str, body: i.SnapshotCreate) -> i.Snapshot:
         """Freeze the project's current media ids under ``body.name``."""
         conflict = f"A snapshot named {body.name!r} already exists in this project"
         with self._session(conflict) as s:
-            self._project(s, project_id)
-            taken = s.scalar(
-                select(InspectSnapshot.id).where(
-                    InspectSnapshot.project_id == project_id, InspectSnapshot.name == body.name
-                )
-            )
-            if taken is not None:
-                raise Conflict(conflict)
+            require_project(s, project_id)
+            refuse_taken_name(s, InspectSnapshot, project_id, body.name, "snapshot")
             media_ids = s.scalars(
                 select(InspectMedia.id)
                 .where(InspectMedia.project_id == project_id)
@@ -362,12 +374,7 @@ class InspectService:
 
     def _list_io(self, model: Any, project_id: str) -> list[Any]:
         with session_scope(self.database_url) as s:
-            self._project(s, project_id)
-            return list(
-                s.scalars(
-                    select(model).where(model.project_id == project_id).order_by(model.created_at)
-                ).all()
-            )
+            return project_rows(s, model, project_id)
 
     def _check_path(self, body: Any) -> None:
         """Keep file sources and sinks inside the configured roots, if any."""
@@ -384,12 +391,8 @@ class InspectService:
         self._check_path(body)
         conflict = f"A {what} named {body.name!r} already exists in this project"
         with self._session(conflict) as s:
-            self._project(s, project_id)
-            taken = s.scalar(
-                select(model.id).where(model.project_id == project_id, model.name == body.name)
-            )
-            if taken is not None:
-                raise Conflict(conflict)
+            require_project(s, project_id)
+            refuse_taken_name(s, model, project_id, body.name, what)
             row = model(
                 id=new_id(),
                 project_id=project_id,

@@ -23,20 +23,22 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from visionserve.errors import Conflict, NotFound, Unprocessable, remote_message
-from visionserve.images import open_image
 from visionserve.schemas import inspect as i
-from visionserve.services.inspect import MEDIA_FORMATS, project_prefix
+from visionserve.services.inspect import (
+    open_upload,
+    project_prefix,
+    project_rows,
+    require_project,
+)
+from visionserve.services.inspect_pipelines import refuse_if_running
 from visionserve.settings import Settings
 from visionserve.store.blobs import BlobStore
 from visionserve.store.db import session_scope
 from visionserve.store.queue import JobQueue, enqueue
 from visionserve.store.records import (
-    InspectActivePipeline,
     InspectJob,
     InspectMedia,
     InspectModel,
-    InspectPipeline,
-    InspectProject,
     InspectSnapshot,
     Job,
     new_id,
@@ -46,7 +48,6 @@ from visionserve.worker import JobContext, job_kind
 log = logging.getLogger(__name__)
 
 TRAIN_KIND = "inspect.train"
-LIVE = ("starting", "running")
 _JOB_STATUS = {"queued": "pending", "processing": "running"}
 # What each export format's archive holds, as anomalib's inferencers load it.
 _ARCHIVE_HINT = {
@@ -82,8 +83,7 @@ class ModelService:
 
         parameters = validate(body.architecture, body.parameters, self.settings.model_dir)
         with session_scope(self.database_url) as s:
-            if s.get(InspectProject, project_id) is None:
-                raise NotFound(f"Project {project_id} not found")
+            require_project(s, project_id)
             media = self._training_media(s, project_id, body.snapshot_id)
             normal = sum(1 for m in media if m["label"] == "normal")
             if normal < 2:
@@ -171,14 +171,7 @@ class ModelService:
 
     def list_models(self, project_id: str) -> list[i.Model]:
         with session_scope(self.database_url) as s:
-            if s.get(InspectProject, project_id) is None:
-                raise NotFound(f"Project {project_id} not found")
-            rows = s.scalars(
-                select(InspectModel)
-                .where(InspectModel.project_id == project_id)
-                .order_by(InspectModel.created_at)
-            ).all()
-            return [_model_out(m) for m in rows]
+            return [_model_out(m) for m in project_rows(s, InspectModel, project_id)]
 
     def get_model(self, model_id: str) -> i.Model:
         with session_scope(self.database_url) as s:
@@ -191,7 +184,11 @@ class ModelService:
             NotFound: No such model.
             Conflict: Still training, or training failed.
         """
-        model = self.get_model(model_id)
+        with session_scope(self.database_url) as s:
+            return _model_out(self._ready(s, model_id))
+
+    def _ready(self, s: Session, model_id: str) -> InspectModel:
+        model = self._model(s, model_id)
         if model.status != "ready":
             raise Conflict(f"Model {model_id} is {model.status}; only a ready model predicts")
         return model
@@ -200,15 +197,7 @@ class ModelService:
         """Delete a model and its exports; 409 while a running pipeline uses it."""
         with session_scope(self.database_url) as s:
             model = self._model(s, model_id)
-            running = s.scalar(
-                select(InspectActivePipeline.id)
-                .join(InspectPipeline, InspectPipeline.id == InspectActivePipeline.pipeline_id)
-                .where(InspectPipeline.model_id == model_id, InspectActivePipeline.status.in_(LIVE))
-            )
-            if running is not None:
-                raise Conflict(
-                    f"Model {model_id} is used by running pipeline {running}; stop it first"
-                )
+            refuse_if_running(s, "model_id", model_id, "model")
             prefix, job_id = model.blob_prefix, model.job_id
             s.delete(model)
             job = s.get(Job, job_id) if job_id else None
@@ -218,9 +207,10 @@ class ModelService:
 
     def export(self, model_id: str, fmt: i.ExportFormat) -> tuple[str, bytes]:
         """A zip of the format's files, named ``<model name>-<format>.zip``."""
-        model = self.ready_model(model_id)
         with session_scope(self.database_url) as s:
-            prefix = f"{self._model(s, model_id).blob_prefix}{fmt}/"
+            model = self._ready(s, model_id)
+            name, architecture = model.name, model.architecture
+            prefix = f"{model.blob_prefix}{fmt}/"
         keys = self.blobs.list(prefix)
         if not keys:
             raise NotFound(f"Model {model_id} has no {fmt} export")
@@ -228,10 +218,8 @@ class ModelService:
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for key in keys:
                 archive.writestr(key[len(prefix) :], self.blobs.get(key))
-            archive.writestr(
-                "README.txt", f"{model.name} ({model.architecture}): {_ARCHIVE_HINT[fmt]}\n"
-            )
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model.name)
+            archive.writestr("README.txt", f"{name} ({architecture}): {_ARCHIVE_HINT[fmt]}\n")
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         return f"{safe}-{fmt}.zip", buffer.getvalue()
 
     # --- jobs ------------------------------------------------------------------------
@@ -240,8 +228,7 @@ class ModelService:
         self, project_id: str, *, type: i.JobType | None, status: i.JobStatus | None
     ) -> list[i.Job]:
         with session_scope(self.database_url) as s:
-            if s.get(InspectProject, project_id) is None:
-                raise NotFound(f"Project {project_id} not found")
+            require_project(s, project_id)
             query = (
                 select(Job, InspectJob)
                 .join(InspectJob, InspectJob.job_id == Job.id)
@@ -293,11 +280,7 @@ class ModelService:
         )
 
     def _decode(self, data: bytes) -> np.ndarray:
-        limits = self.settings.limits
-        if len(data) > limits.max_download_bytes:
-            raise Unprocessable(f"Image too large: the limit is {limits.max_download_bytes} bytes")
-        img = open_image(data, allowed=MEDIA_FORMATS, max_pixels=limits.max_image_pixels)
-        return np.asarray(img.convert("RGB"))
+        return np.asarray(open_upload(self.settings, data, "Image").convert("RGB"))
 
 
 def _model_out(m: InspectModel) -> i.Model:

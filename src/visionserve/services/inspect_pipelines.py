@@ -18,7 +18,12 @@ from sqlalchemy.orm import Session
 
 from visionserve.errors import Conflict, NotFound, ServiceUnavailable, VisionServeError
 from visionserve.schemas import inspect as i
-from visionserve.services.inspect import project_prefix
+from visionserve.services.inspect import (
+    project_prefix,
+    project_rows,
+    refuse_taken_name,
+    require_project,
+)
 from visionserve.settings import Settings
 from visionserve.store.blobs import BlobStore
 from visionserve.store.db import session_scope
@@ -27,7 +32,6 @@ from visionserve.store.records import (
     InspectCapture,
     InspectModel,
     InspectPipeline,
-    InspectProject,
     InspectSink,
     InspectSource,
     new_id,
@@ -59,6 +63,23 @@ class PipelineHost(Protocol):
     ) -> None: ...
 
 
+def refuse_if_running(s: Session, column: str, part_id: str, what: str) -> None:
+    """409 while a running pipeline uses the model, source or sink ``part_id``.
+
+    Args:
+        column: The pipeline's reference to it: ``model_id``, ``source_id`` or ``sink_id``.
+    """
+    active = s.scalar(
+        select(InspectActivePipeline.id)
+        .join(InspectPipeline, InspectPipeline.id == InspectActivePipeline.pipeline_id)
+        .where(getattr(InspectPipeline, column) == part_id, InspectActivePipeline.status.in_(LIVE))
+    )
+    if active is not None:
+        raise Conflict(
+            f"{what.capitalize()} {part_id} is used by running pipeline {active}; stop it first"
+        )
+
+
 def capture_url(capture_id: str) -> str:
     return f"/captures/{capture_id}.png"
 
@@ -73,10 +94,6 @@ class PipelineService:
         return str(self.settings.database_url)
 
     # --- saved pipelines -------------------------------------------------------------
-
-    def _project(self, s: Session, project_id: str) -> None:
-        if s.get(InspectProject, project_id) is None:
-            raise NotFound(f"Project {project_id} not found")
 
     def _pipeline(self, s: Session, pipeline_id: str) -> InspectPipeline:
         pipeline = s.get(InspectPipeline, pipeline_id)
@@ -115,25 +132,13 @@ class PipelineService:
 
     def list_pipelines(self, project_id: str) -> list[i.Pipeline]:
         with session_scope(self.database_url) as s:
-            self._project(s, project_id)
-            rows = s.scalars(
-                select(InspectPipeline)
-                .where(InspectPipeline.project_id == project_id)
-                .order_by(InspectPipeline.created_at)
-            ).all()
-            return [_pipeline_out(p) for p in rows]
+            return [_pipeline_out(p) for p in project_rows(s, InspectPipeline, project_id)]
 
     def create_pipeline(self, project_id: str, body: i.PipelineCreate) -> i.Pipeline:
         with session_scope(self.database_url) as s:
-            self._project(s, project_id)
+            require_project(s, project_id)
             self._check_parts(s, project_id, body.model_id, body.source_id, body.sink_id)
-            taken = s.scalar(
-                select(InspectPipeline.id).where(
-                    InspectPipeline.project_id == project_id, InspectPipeline.name == body.name
-                )
-            )
-            if taken is not None:
-                raise Conflict(f"A pipeline named {body.name!r} already exists in this project")
+            refuse_taken_name(s, InspectPipeline, project_id, body.name, "pipeline")
             now = utcnow()
             pipeline = InspectPipeline(
                 id=new_id(),
@@ -168,15 +173,15 @@ class PipelineService:
                 changes.get("source_id"),
                 changes.get("sink_id"),
             )
-            if "name" in changes and changes["name"] != pipeline.name:
-                taken = s.scalar(
-                    select(InspectPipeline.id).where(
-                        InspectPipeline.project_id == pipeline.project_id,
-                        InspectPipeline.name == changes["name"],
-                    )
+            if "name" in changes:
+                refuse_taken_name(
+                    s,
+                    InspectPipeline,
+                    pipeline.project_id,
+                    changes["name"],
+                    "pipeline",
+                    pipeline.id,
                 )
-                if taken is not None:
-                    raise Conflict(f"A pipeline named {changes['name']!r} already exists")
             for field in ("name", "model_id", "source_id", "sink_id"):
                 if field in changes:
                     setattr(pipeline, field, changes[field])
@@ -196,16 +201,7 @@ class PipelineService:
     def guard_part_delete(self, column: str, part_id: str, what: str) -> None:
         """409 when a running pipeline uses the source/sink about to be deleted."""
         with session_scope(self.database_url) as s:
-            active = s.scalar(
-                select(InspectActivePipeline.id)
-                .join(InspectPipeline, InspectPipeline.id == InspectActivePipeline.pipeline_id)
-                .where(
-                    getattr(InspectPipeline, column) == part_id,
-                    InspectActivePipeline.status.in_(LIVE),
-                )
-            )
-        if active is not None:
-            raise Conflict(f"{what.capitalize()} {part_id} is used by running pipeline {active}")
+            refuse_if_running(s, column, part_id, what)
 
     # --- active pipelines ------------------------------------------------------------
 
