@@ -42,18 +42,11 @@ def anomaly_handle(ctx: AppContext) -> Any:
     return handle
 
 
-_hosts: dict[int, PipelineHost] = {}
-
-
 def host(ctx: AppContext) -> PipelineHost:
-    """The Ray actor host of active pipelines (one per app context)."""
-    if id(ctx) not in _hosts:
-        from deployments.pipeline_actor import RayPipelineHost
+    """Where active pipelines run: Ray actors, found by name (nothing to keep per replica)."""
+    from deployments.pipeline_actor import RayPipelineHost
 
-        _hosts[id(ctx)] = RayPipelineHost(
-            ctx.settings.model_dump(mode="json"), ctx.handles.get("anomaly")
-        )
-    return _hosts[id(ctx)]
+    return RayPipelineHost(ctx.settings.model_dump(mode="json"), ctx.handles.get("anomaly"))
 
 
 _IMAGE: dict[int | str, dict[str, Any]] = {
