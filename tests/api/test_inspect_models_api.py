@@ -221,6 +221,9 @@ async def test_pipeline_crud_and_conflicts(client: httpx.AsyncClient, settings) 
 
     r = await client.patch(f"/pipelines/{pipeline['id']}", json={"config": {"fps": 2}})
     assert r.status_code == 200 and r.json()["config"]["fps"] == 2.0
+    # An explicit null name means "unchanged", as for projects (not a NOT NULL violation).
+    r = await client.patch(f"/pipelines/{pipeline['id']}", json={"name": None})
+    assert r.status_code == 200 and r.json()["name"] == body["name"]
     listed = (await client.get(f"/projects/{pid}/pipelines")).json()
     assert [p["id"] for p in listed] == [pipeline["id"]]
 

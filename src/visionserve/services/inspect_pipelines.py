@@ -166,6 +166,8 @@ class PipelineService:
             if (active := self._running(s, pipeline_id)) is not None:
                 raise Conflict(f"Pipeline {pipeline_id} is running as {active}; stop it first")
             changes = body.model_dump(exclude_unset=True)
+            if changes.get("name") is None:  # null: unchanged (a name is required)
+                changes.pop("name", None)
             self._check_parts(
                 s,
                 pipeline.project_id,
