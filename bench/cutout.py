@@ -115,7 +115,7 @@ def main() -> None:
     settings = {
         "home": str(home),
         "model_home": str(get_settings().model_home),
-        "limits": {"rate_limit_per_minute": 1_000_000},
+        "limits": {"rate_limits": {"cutout": 1_000_000}},
     }
     serve.run(
         build_app({"settings": settings, "surfaces": ["cutout"]}),

@@ -76,14 +76,14 @@ def through_serve(openvino_dir: Path, frames: list[np.ndarray], n: int = 120) ->
     from visionserve.settings import Settings
     from visionserve.store.blobs import make_blob_store
     from visionserve.store.db import session_scope
-    from visionserve.store.records import InspectModel, InspectProject
+    from visionserve.surfaces.inspect.records import InspectModel, InspectProject
 
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         settings = Settings(home=Path(tmp))
         blobs = make_blob_store(settings)
         for f in openvino_dir.iterdir():
             blobs.put(f"bench/model/openvino/{f.name}", f.read_bytes())
-        with session_scope(str(settings.database_url)) as s:
+        with session_scope(settings.database_url) as s:
             s.add(InspectProject(id="bench", name="bench"))
             s.flush()
             s.add(

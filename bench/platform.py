@@ -34,12 +34,12 @@ CONCURRENCY = 8
 
 UVICORN_APP = """
 from visionserve.api.app import create_app
-from visionserve.api.context import build_context
-from visionserve.api.surfaces import SURFACES
+from visionserve.platform.context import build_context
+from visionserve.surfaces import NAMES, load_surface
 from visionserve.settings import Settings
 import os
 settings = Settings(home=os.environ["BENCH_HOME"])
-app = create_app(build_context(settings), list(SURFACES.values()))
+app = create_app(build_context(settings), [load_surface(n) for n in NAMES])
 """
 
 

@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from deployments.common import HEALTH, autoscaling, configure_logging
+from deployments.common import HEALTH, autoscaling
 from visionserve.errors import Conflict, NotFound
+from visionserve.platform.logging import configure_logging
 from visionserve.settings import settings_from
 from visionserve.store.blobs import make_blob_store
 from visionserve.store.db import session_scope
-from visionserve.store.records import InspectModel
+from visionserve.surfaces.inspect.records import InspectModel
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class AnomalyDetection:
     def _load(self, model_id: str) -> Any:
         from visionserve.models.anomaly.inference import AnomalyModel
 
-        with session_scope(str(self.settings.database_url)) as s:
+        with session_scope(self.settings.database_url) as s:
             model = s.get(InspectModel, model_id)
             if model is None:
                 raise NotFound(f"Model {model_id} not found")

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import numpy as np
 from PIL import Image
 from ray import serve
 
-from deployments.common import HEALTH, autoscaling, configure_logging
-from visionserve.errors import Unprocessable
-from visionserve.images import encode_image
+from deployments.common import HEALTH, autoscaling
+from visionserve.errors import Unprocessable, public_failure
 from visionserve.models.bg_removal import BackgroundRemover
 from visionserve.models.cutout import Cutout
+from visionserve.platform.images import encode_image
+from visionserve.platform.logging import configure_logging
 from visionserve.settings import settings_from
+
+log = logging.getLogger(__name__)
 
 BG_FAILED = "bg_removal_failed"
 
@@ -73,4 +77,4 @@ class BackgroundRemoval:
         try:
             return await self.remove_batch(image, output_format)
         except Exception as exc:  # tagged, so the pipeline can tell which stage failed
-            raise Unprocessable(str(exc), code=BG_FAILED) from exc
+            raise public_failure(exc, logger=log).error(Unprocessable, code=BG_FAILED) from exc

@@ -1,13 +1,10 @@
-"""What every deployment shares: logging and the cluster status snapshot."""
+"""What every deployment shares: options, health checks and cluster probes."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from typing import Any
-
-from visionserve.api.middleware import RequestIdLogFilter
 
 _STATUS_TTL_S = 2.0
 # Health checks every deployment shares (a replica that stops answering is replaced).
@@ -24,14 +21,21 @@ def autoscaling(target_ongoing_requests: float, max_replicas: int = 2) -> dict[s
     }
 
 
+def builder_runtime(args: dict[str, Any]) -> dict[str, Any]:
+    """``AppContext.runtime`` entries for what the app builder resolved (``catalogues``).
+
+    Requests then answer from these instead of asking the deployments each time.
+    """
+    from visionserve.surfaces.cutout.service import CATALOGUE, CutoutCatalogue
+
+    runtime: dict[str, Any] = {}
+    catalogues = args.get("catalogues") or {}
+    if "cutout" in catalogues:
+        runtime[CATALOGUE] = CutoutCatalogue.model_validate(catalogues["cutout"])
+    return runtime
+
+
 _cache: tuple[float, dict[str, str]] = (0.0, {})
-
-
-def configure_logging() -> None:
-    root = logging.getLogger("visionserve")
-    if not any(isinstance(f, RequestIdLogFilter) for f in root.filters):
-        root.addFilter(RequestIdLogFilter())
-    root.setLevel(logging.INFO)
 
 
 async def serve_deployment_status() -> dict[str, str]:
@@ -50,3 +54,12 @@ async def serve_deployment_status() -> dict[str, str]:
     }
     _cache = (time.monotonic(), statuses)
     return statuses
+
+
+async def ray_cluster_resources() -> dict[str, float]:
+    """Total resources of the Ray cluster (CPU, GPU, memory, custom)."""
+    import ray
+
+    if not ray.is_initialized():
+        return {}
+    return {k: float(v) for k, v in (await asyncio.to_thread(ray.cluster_resources)).items()}

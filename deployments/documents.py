@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from typing import Any
 
 from ray import serve
 
-from deployments.common import HEALTH, autoscaling, configure_logging
-from visionserve.images import encode_image
+from deployments.common import HEALTH, autoscaling
+from visionserve.models.documents.config import Configuration
 from visionserve.models.documents.pipeline import chunk_stage, render_stage, segment_stage
 from visionserve.models.documents.types import Page, Region, Segment
+from visionserve.platform.images import encode_image
+from visionserve.platform.logging import configure_logging
 from visionserve.settings import settings_from
 from visionserve.store.blobs import make_blob_store
+
+# Serve's replica logger: in a replica only it has handlers (the replica's log file under
+# logs/serve/ and stderr, which `serve run` shows); records of other loggers below
+# WARNING are dropped there.
+log = logging.getLogger("ray.serve")
 
 
 @serve.deployment(
@@ -41,14 +49,14 @@ class DocumentPages:
         self._files.move_to_end(key)
         return self._files[key]
 
-    async def prepare(self, input_key: str, config: dict[str, Any]) -> tuple[int, Any]:
+    async def prepare(self, input_key: str, config: Configuration) -> tuple[int, Any]:
         """Page count and the document-wide style (body/title sizes, running headers)."""
         from visionserve.models.documents.pipeline import prepare_stage
 
         data = await asyncio.to_thread(self._file, input_key)
         return await asyncio.to_thread(prepare_stage, data, config)
 
-    async def render(self, input_key: str, page_number: int, config: dict[str, Any]) -> Page:
+    async def render(self, input_key: str, page_number: int, config: Configuration) -> Page:
         data = await asyncio.to_thread(self._file, input_key)
         return await asyncio.to_thread(
             render_stage, data, page_number, config, self.settings.documents.max_pages
@@ -58,7 +66,7 @@ class DocumentPages:
         self,
         page: Page,
         regions: list[Region] | None,
-        config: dict[str, Any],
+        config: Configuration,
         task_id: str,
         style: Any = None,
     ) -> list[Segment]:
@@ -87,13 +95,19 @@ class DocumentPages:
     **HEALTH,
 )
 class Ocr:
-    """Tesseract or RapidOCR (settings.documents.ocr_engine) over page images."""
+    """Tesseract or RapidOCR (settings.documents.ocr_engine) over page images.
+
+    The default, ``auto``, runs tesseract where it is installed and RapidOCR
+    elsewhere; the replica logs one line at start saying which, and how to get the other.
+    """
 
     def __init__(self, settings: dict[str, Any]) -> None:
-        from visionserve.models.documents.ocr import get_ocr_engine
+        from visionserve.models.documents.ocr import get_ocr_engine, resolve_ocr_engine
 
         configure_logging()
-        self.engine = get_ocr_engine(settings_from(settings).documents.ocr_engine)
+        name, line = resolve_ocr_engine(settings_from(settings).documents.ocr_engine)
+        self.engine = get_ocr_engine(name)
+        log.info(line)
 
     async def recognize(self, page: Page, strategy: str) -> Page:
         from visionserve.models.documents.ocr import ocr_page
@@ -159,27 +173,19 @@ class Chunking:
             self._embedder = Embedder(threads=1)
         return self._embedder.embed(texts)
 
-    async def chunk(self, segments: list[Segment], config: dict[str, Any]) -> dict[str, Any]:
+    async def chunk(self, segments: list[Segment], config: Configuration) -> dict[str, Any]:
         """LLM processing where asked (and configured), then chunks; says what the LLM did."""
         llm = await self._llm(segments, config)
-        embed = self._embed if (config.get("chunk_processing") or {}).get("embeddings") else None
+        embed = self._embed if config.chunk_processing.embeddings else None
         chunks = await asyncio.to_thread(chunk_stage, segments, config, self.model_home, embed)
         return {"chunks": chunks, "llm": llm}
 
-    async def _llm(self, segments: list[Segment], config: dict[str, Any]) -> str | None:
-        from visionserve.egress import EgressPolicy
-        from visionserve.models.documents.llm import SEGMENT_KEY, LlmClient, wants_llm
+    async def _llm(self, segments: list[Segment], config: Configuration) -> str | None:
+        from visionserve.models.documents.llm import process_segments
+        from visionserve.platform.egress import EgressPolicy
+        from visionserve.platform.llm import LlmClient
 
-        processing = config.get("segment_processing") or {}
-        todo = [
-            (seg, processing.get(SEGMENT_KEY[str(seg.segment_type)]) or {})
-            for seg in segments
-            if wants_llm(processing.get(SEGMENT_KEY[str(seg.segment_type)]))
-        ]
-        if not todo and not config.get("llm_processing"):
-            return None
-        if not self.settings.llm.base_url:
-            return "not_configured"
-        client = LlmClient(self.settings.llm, EgressPolicy(self.settings.egress))
-        await asyncio.gather(*(client.process(seg, conf) for seg, conf in todo))
-        return "applied"
+        client = None
+        if self.settings.llm.base_url:
+            client = LlmClient(self.settings.llm, EgressPolicy(self.settings.egress))
+        return await process_segments(segments, config, client)

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from typing import Any
 
 from ray import serve
 from ray.serve.config import BackpressureConfig
 
-from deployments.common import HEALTH, autoscaling, configure_logging, serve_deployment_status
-from visionserve.api.app import create_app
-from visionserve.api.context import build_context
-from visionserve.api.surface import Surface
-from visionserve.api.surfaces import SURFACES
+from deployments.common import (
+    HEALTH,
+    autoscaling,
+    builder_runtime,
+    ray_cluster_resources,
+    serve_deployment_status,
+)
+from deployments.pipeline_actor import RayPipelineHost
+from visionserve.api import Surface, create_app
+from visionserve.platform.context import build_context
+from visionserve.platform.logging import configure_logging
+from visionserve.platform.worker import load_job_modules
 from visionserve.settings import settings_from
-from visionserve.worker import load_job_modules
+from visionserve.store.db import ping as ping_database
+from visionserve.surfaces import job_modules, load_surface
+from visionserve.surfaces.inspect.pipeline_service import PIPELINE_HOST
 
 
 def _import(path: str) -> Surface:
@@ -27,7 +37,9 @@ def _import(path: str) -> Surface:
 
 @serve.deployment(
     name="ingress",
-    ray_actor_options={"num_cpus": 0.2},
+    # I/O-bound (HTTP, the database, awaiting handles): it reserves next to nothing, so the
+    # model replicas and a training have the cores.
+    ray_actor_options={"num_cpus": 0.05},
     autoscaling_config=autoscaling(32),
     max_ongoing_requests=128,
     max_queued_requests=256,
@@ -42,13 +54,20 @@ class Ingress:
     def __init__(self, args: dict[str, Any], handles: dict[str, Any]) -> None:
         configure_logging()
         self.settings = settings_from(args.get("settings"))
-        self.surfaces = [SURFACES[name] for name in args["surfaces"]]
+        self.surfaces = [load_surface(name) for name in args["surfaces"]]
         self.surfaces += [_import(path) for path in args.get("extra_surfaces", [])]
         # Job kinds must be known here too: cancelling a queued job emits its webhook.
-        load_job_modules([m for s in self.surfaces for m in s.job_modules])
-        load_job_modules(args.get("job_modules", []))
+        load_job_modules(job_modules(args["surfaces"]) + args.get("job_modules", []))
+        runtime = builder_runtime(args)
+        if "anomaly" in handles:
+            snapshot = self.settings.model_dump(mode="json")
+            runtime[PIPELINE_HOST] = RayPipelineHost(snapshot, handles["anomaly"])
         self.ctx = build_context(
-            self.settings, handles=handles, cluster_status=serve_deployment_status
+            self.settings,
+            handles=handles,
+            cluster_status=serve_deployment_status,
+            cluster_resources=ray_cluster_resources,
+            runtime=runtime,
         )
 
     def __serve_build_asgi_app__(self) -> Any:
@@ -56,8 +75,4 @@ class Ingress:
 
     async def check_health(self) -> None:
         # The database is the one dependency every route needs.
-        import asyncio
-
-        from visionserve.api.app import _ping_database
-
-        await asyncio.to_thread(_ping_database, self.ctx.database_url)
+        await asyncio.to_thread(ping_database, self.settings.database_url)

@@ -4,26 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 from ray import serve
 
-from deployments.common import HEALTH, autoscaling, configure_logging
-from visionserve.api.surfaces import SURFACES
-from visionserve.egress import EgressPolicy
+from deployments.anomaly_training import RayTrainingLauncher
+from deployments.common import (
+    HEALTH,
+    autoscaling,
+    builder_runtime,
+    ray_cluster_resources,
+    serve_deployment_status,
+)
+from visionserve.platform.context import build_context
+from visionserve.platform.logging import configure_logging
+from visionserve.platform.webhooks import Deliverer
+from visionserve.platform.worker import Worker, load_job_modules
 from visionserve.settings import settings_from
-from visionserve.store.blobs import make_blob_store
-from visionserve.store.db import engine_for
-from visionserve.store.queue import JobQueue
-from visionserve.webhooks import Deliverer
-from visionserve.worker import Worker, load_job_modules, terminal_webhook
+from visionserve.surfaces import job_modules
+from visionserve.surfaces.inspect.jobs import TRAINING_LAUNCHER
 
 log = logging.getLogger(__name__)
 
 
 @serve.deployment(
     name="job-worker",
-    ray_actor_options={"num_cpus": 0.1},
+    # I/O-bound: claims rows and awaits handles and Ray tasks; the work runs elsewhere.
+    ray_actor_options={"num_cpus": 0.05},
     autoscaling_config=autoscaling(2),
     max_ongoing_requests=8,
     max_queued_requests=32,
@@ -36,19 +44,18 @@ class JobWorker:
     async def __init__(self, args: dict[str, Any], handles: dict[str, Any]) -> None:
         configure_logging()
         settings = settings_from(args.get("settings"))
-        surfaces = [SURFACES[name] for name in args["surfaces"]]
-        load_job_modules([m for s in surfaces for m in s.job_modules])
-        load_job_modules(args.get("job_modules", []))
-        database_url = str(settings.database_url)
-        await asyncio.to_thread(engine_for, database_url)
-        queue = JobQueue(database_url, settings.jobs, on_terminal=terminal_webhook)
-        services = {"settings": settings, "handles": handles, "blobs": make_blob_store(settings)}
-        self.worker = Worker(queue, services=services)
+        load_job_modules(job_modules(args["surfaces"]) + args.get("job_modules", []))
+        ctx = await asyncio.to_thread(
+            build_context,
+            settings,
+            handles=handles,
+            cluster_status=serve_deployment_status,
+            cluster_resources=ray_cluster_resources,
+            runtime={**builder_runtime(args), TRAINING_LAUNCHER: RayTrainingLauncher(settings)},
+        )
+        self.worker = Worker(ctx)
         self.deliverer = Deliverer(
-            database_url,
-            settings.webhooks,
-            EgressPolicy(settings.egress),
-            worker_id=self.worker.worker_id,
+            settings.database_url, settings.webhooks, ctx.egress, worker_id=self.worker.worker_id
         )
         self._loops = [
             asyncio.create_task(self.worker.run(), name="jobs"),
@@ -57,8 +64,6 @@ class JobWorker:
 
     async def status(self) -> dict[str, Any]:
         """What this replica is doing (for operators and tests)."""
-        import os
-
         return {
             "worker_id": self.worker.worker_id,
             "pid": os.getpid(),

@@ -1,6 +1,6 @@
 """Active inspect pipelines as detached Ray actors, one per run.
 
-The actor owns the frame loop (``visionserve.live.runner``), scores frames through
+The actor owns the frame loop (``visionserve.surfaces.inspect.live.runner``), scores frames through
 the multiplexed ``anomaly`` deployment, feeds the sink, and holds the WebRTC peer
 connections that stream its annotated frames. Detached and named after the run, so
 any ingress replica finds it and it outlives the replica that started it.
@@ -43,28 +43,37 @@ class PipelineActor:
         self.hub: Any = None
 
     async def start(self) -> None:
-        from visionserve.live.runner import PipelineRunner
-        from visionserve.live.sinks import make_sink
-        from visionserve.live.sources import open_source
-        from visionserve.live.webrtc import PeerHub
+        from visionserve.surfaces.inspect.confinement import IoPolicy
+        from visionserve.surfaces.inspect.live.runner import PipelineRunner
+        from visionserve.surfaces.inspect.live.sinks import make_sink
+        from visionserve.surfaces.inspect.live.sources import open_source
+        from visionserve.surfaces.inspect.live.webrtc import PeerHub
 
         spec, settings = self.spec, self.settings
         source, timeout = spec["source"], settings.inspect.source_timeout_s
+        # Checked here again, where the file is opened and the hosts connected: folders,
+        # symlinks and DNS answers may have changed since the API accepted the config.
+        policy = IoPolicy.from_settings(settings)
         sinks = []
         if spec["sink"]:  # connects (MQTT) or migrates (webhook outbox): off the loop
             sink = await asyncio.to_thread(
                 make_sink,
                 spec["sink"]["type"],
                 spec["sink"]["config"],
-                database_url=str(settings.database_url),
+                database_url=settings.database_url,
                 webhook_secret=spec["sink"]["config"].get("secret"),
+                policy=policy,
             )
             sinks.append(sink)
         self.runner = PipelineRunner(
             pipeline_id=spec["pipeline_id"],
             active_id=spec["active_id"],
             source_factory=lambda: open_source(
-                source["type"], source["config"], open_timeout_s=timeout, read_timeout_s=timeout
+                source["type"],
+                source["config"],
+                open_timeout_s=timeout,
+                read_timeout_s=timeout,
+                policy=policy,
             ),
             predict=self._predict,
             sinks=sinks,
@@ -105,7 +114,7 @@ class PipelineActor:
         return {"png": png.tobytes(), "score": score, "timestamp": timestamp}
 
     async def offer(self, sdp: str) -> str:
-        from visionserve.live.webrtc import FrameTrack
+        from visionserve.surfaces.inspect.live.webrtc import FrameTrack
 
         return await self.hub.answer(sdp, lambda: FrameTrack(self.runner))
 
@@ -126,7 +135,7 @@ class PipelineActor:
 
 
 class RayPipelineHost:
-    """:class:`~visionserve.services.inspect_pipelines.PipelineHost` on Ray actors."""
+    """:class:`~visionserve.surfaces.inspect.pipeline_service.PipelineHost` on Ray actors."""
 
     def __init__(self, snapshot: dict[str, Any], anomaly: Any) -> None:
         self.snapshot = snapshot

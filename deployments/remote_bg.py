@@ -6,6 +6,7 @@ Bound only when the provider's API key is set. I/O bound, so a sliver of a CPU.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from typing import Any
 
@@ -14,13 +15,16 @@ from PIL import Image
 from ray import serve
 
 from deployments.bg_removal import BG_FAILED, finish
-from deployments.common import HEALTH, autoscaling, configure_logging
-from visionserve.errors import Unprocessable, VisionServeError
-from visionserve.images import encode_image, open_image
+from deployments.common import HEALTH, autoscaling
+from visionserve.errors import Unprocessable, public_failure
 from visionserve.models.cutout import Cutout
 from visionserve.models.providers import build_providers
+from visionserve.platform.images import encode_image, open_image
+from visionserve.platform.logging import configure_logging
 from visionserve.settings import settings_from
 from visionserve.store.blobs import make_blob_store
+
+log = logging.getLogger(__name__)
 
 
 @serve.deployment(
@@ -59,7 +63,5 @@ class RemoteBackgroundRemoval:
             return await asyncio.to_thread(
                 finish, cutout.convert("RGBA"), output_format, result.cost_usd
             )
-        except VisionServeError as exc:
-            raise Unprocessable(exc.message, code=BG_FAILED) from exc
-        except Exception as exc:
-            raise Unprocessable(f"{type(exc).__name__}: {exc}", code=BG_FAILED) from exc
+        except Exception as exc:  # a provider's own errors keep their (scrubbed) message
+            raise public_failure(exc, logger=log).error(Unprocessable, code=BG_FAILED) from exc

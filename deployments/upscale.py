@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import numpy as np
@@ -10,12 +11,15 @@ from PIL import Image
 from ray import serve
 
 from deployments.bg_removal import finish
-from deployments.common import HEALTH, autoscaling, configure_logging
-from visionserve.errors import Unprocessable, VisionServeError
+from deployments.common import HEALTH, autoscaling
+from visionserve.errors import Unprocessable, VisionServeError, public_failure
 from visionserve.models.cutout import Cutout
 from visionserve.models.upscale import UPSCALERS, Upscaler, get_upscaler
 from visionserve.models.weights import WeightError
+from visionserve.platform.logging import configure_logging
 from visionserve.settings import settings_from
+
+log = logging.getLogger(__name__)
 
 UPSCALE_FAILED = "upscale_failed"
 
@@ -31,21 +35,31 @@ UPSCALE_FAILED = "upscale_failed"
     graceful_shutdown_timeout_s=20,
 )
 class Upscale:
-    """Owns every upscaler whose weights are present (Lanczos needs none)."""
+    """Owns the upscalers the app builder enabled (Lanczos needs no weights).
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    Args:
+        settings: The resolved settings snapshot.
+        methods: The methods to serve, as the builder announced them to the ingress:
+            a missing weight among them fails the replica at start. None: every
+            registered method whose weights are present.
+    """
+
+    def __init__(self, settings: dict[str, Any], methods: list[str] | None = None) -> None:
         configure_logging()
         self.model_home = settings_from(settings).model_home
+        self.methods = methods
         self.threads = 1
         self.upscalers = self._load()
 
     def _load(self) -> dict[str, Upscaler]:
         loaded: dict[str, Upscaler] = {}
-        for method in UPSCALERS:
+        for method in self.methods if self.methods is not None else UPSCALERS:
             try:
                 loaded[method] = get_upscaler(method, self.model_home, threads=self.threads)
             except WeightError:
-                continue  # listed as unavailable; asking for it gives a clear 400
+                if self.methods is not None:
+                    raise  # announced as available: a clear start-up error
+                continue  # not offered; asking for it gives a clear error
         return loaded
 
     def reconfigure(self, config: dict[str, Any]) -> None:
@@ -85,4 +99,5 @@ class Upscale:
         except VisionServeError:
             raise
         except Exception as exc:
-            raise Unprocessable(f"upscale failed: {exc}", code=UPSCALE_FAILED) from exc
+            failure = public_failure(exc, logger=log)
+            raise failure.error(Unprocessable, code=UPSCALE_FAILED) from exc

@@ -17,7 +17,9 @@ from deployments.upscale import Upscale
 from graphs.cutout import CutoutGraph
 from graphs.documents import DocumentsGraph
 from visionserve.models.bg_removal import local_model
+from visionserve.models.upscale import available_upscalers
 from visionserve.settings import Settings, settings_from
+from visionserve.surfaces.cutout.service import CutoutCatalogue
 
 SurfaceName = Literal["cutout", "documents", "extract", "inspect", "edit"]
 ALL_SURFACES: list[SurfaceName] = ["cutout", "documents", "extract", "inspect", "edit"]
@@ -43,8 +45,15 @@ class AppArgs(BaseModel):
     extra_surfaces: list[str] = Field(default_factory=list)
 
 
-def cutout_graph(args: CutoutArgs, settings: Settings, snapshot: dict[str, Any]) -> dict[str, Any]:
-    """bg-<model> per local model, remote-<id> per provider with a key, the upscaler, the graph."""
+def cutout_graph(
+    args: CutoutArgs, settings: Settings, snapshot: dict[str, Any]
+) -> tuple[dict[str, Any], CutoutCatalogue]:
+    """bg-<model> per local model, remote-<id> per provider with a key, the upscaler, the graph.
+
+    Returns:
+        The handles, and the catalogue (models, upscale methods) the ingress and the
+        job worker answer from without asking the deployments.
+    """
     from visionserve.models.providers import build_providers
 
     removers: dict[str, Any] = {}
@@ -60,9 +69,11 @@ def cutout_graph(args: CutoutArgs, settings: Settings, snapshot: dict[str, Any])
             model_id, snapshot, args.timeout_s
         )
         names[model_id] = provider.model_name
-    upscaler = Upscale.bind(snapshot)
+    methods = available_upscalers(settings.model_home)
+    upscaler = Upscale.bind(snapshot, methods)
     graph = CutoutGraph.bind(removers, names, upscaler, args.timeout_s)
-    return {"cutout-graph": graph, "upscale": upscaler}
+    catalogue = CutoutCatalogue(models=names, upscale_methods=methods)
+    return {"cutout-graph": graph, "upscale": upscaler}, catalogue
 
 
 def documents_graph(snapshot: dict[str, Any]) -> dict[str, Any]:
@@ -84,14 +95,18 @@ def build_app(args: dict[str, Any]) -> Application:
     settings = settings_from(app_args.settings)
     snapshot = settings.model_dump(mode="json")
     handles: dict[str, Any] = {}
+    # What the builder resolved that requests would otherwise ask replicas for.
+    catalogues: dict[str, Any] = {}
     if "cutout" in app_args.surfaces:
-        handles.update(cutout_graph(app_args.cutout, settings, snapshot))
+        cutout, catalogues["cutout"] = cutout_graph(app_args.cutout, settings, snapshot)
+        handles.update(cutout)
     if "documents" in app_args.surfaces:
         handles.update(documents_graph(snapshot))
     if "inspect" in app_args.surfaces:
         handles["anomaly"] = AnomalyDetection.bind(snapshot)
     plain = app_args.model_dump()
     plain["settings"] = snapshot
+    plain["catalogues"] = {name: c.model_dump(mode="json") for name, c in catalogues.items()}
     handles["job-worker"] = JobWorker.bind(plain, dict(handles))
     return Ingress.bind(plain, handles)
 

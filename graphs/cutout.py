@@ -9,6 +9,7 @@ timeout; one failing model never fails the others.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -16,8 +17,10 @@ import numpy as np
 from ray import serve
 
 from deployments.common import HEALTH, autoscaling
-from visionserve.errors import remote_cause, remote_message
+from visionserve.errors import public_failure
 from visionserve.models.cutout import Cutout
+
+log = logging.getLogger(__name__)
 
 
 @serve.deployment(
@@ -43,10 +46,6 @@ class CutoutGraph:
         self.names = names  # model_id -> display name
         self.upscaler = upscaler
         self.default_timeout_s = default_timeout_s
-
-    async def models(self) -> dict[str, str]:
-        """model_id -> display name of every enabled background-removal model."""
-        return dict(self.names)
 
     async def shotgun(
         self,
@@ -94,8 +93,9 @@ class CutoutGraph:
             call.cancel()
             result.update(status="error", error=f"timeout after {timeout_s:g}s", code="timeout")
         except Exception as exc:
-            code = getattr(remote_cause(exc), "code", None)
-            result.update(status="error", error=remote_message(exc), code=code)
+            # One model's failure, shown beside the others: its public face only.
+            failure = public_failure(exc, logger=log)
+            result.update(status="error", error=failure.message, code=failure.code)
         else:
             result.update(status="success", cutout=cutout, cost_usd=cutout.cost_usd)
         result["processing_time_ms"] = round((time.perf_counter() - started) * 1000)

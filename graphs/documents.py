@@ -14,6 +14,7 @@ from ray import serve
 
 from deployments.common import HEALTH, autoscaling
 from visionserve.errors import BadRequest, Unprocessable, remote_message
+from visionserve.models.documents.config import Configuration, validated
 from visionserve.models.documents.pipeline import to_output
 from visionserve.models.documents.types import Segment
 
@@ -33,14 +34,21 @@ class DocumentsGraph:
     def __init__(self, pages: Any, ocr: Any, layout: Any, chunking: Any) -> None:
         self.pages, self.ocr, self.layout, self.chunking = pages, ocr, layout, chunking
 
-    async def parse(self, task_id: str, input_key: str, config: dict[str, Any]) -> dict[str, Any]:
-        """The task's chunks, page count and the pages that failed (under Continue)."""
+    async def parse(
+        self, task_id: str, input_key: str, config: Configuration | dict[str, Any]
+    ) -> dict[str, Any]:
+        """The task's chunks, page count and the pages that failed (under Continue).
+
+        ``config`` may arrive as its JSON dict: it is validated once, here, and every
+        stage gets the typed object.
+        """
+        config = validated(Configuration, config)
         count, style = await self.pages.prepare.remote(input_key, config)
-        layout_on = config.get("segmentation_strategy", "LayoutAnalysis") == "LayoutAnalysis"
+        layout_on = config.segmentation_strategy == "LayoutAnalysis"
         calls = []
         for number in range(1, count + 1):
             page = self.pages.render.remote(input_key, number, config)
-            words = self.ocr.recognize.remote(page, config.get("ocr_strategy", "All"))
+            words = self.ocr.recognize.remote(page, config.ocr_strategy)
             regions = self.layout.detect.remote(page) if layout_on else None
             calls.append(self.pages.segments.remote(words, regions, config, task_id, style))
         outcomes = await asyncio.gather(*calls, return_exceptions=True)
@@ -48,7 +56,7 @@ class DocumentsGraph:
         errors = []
         for number, outcome in enumerate(outcomes, start=1):
             if isinstance(outcome, BaseException):
-                if config.get("error_handling") != "Continue":
+                if config.error_handling != "Continue":
                     raise Unprocessable(f"page {number}: {remote_message(outcome)}")
                 errors.append({"page": number, "error": remote_message(outcome)})
             else:

@@ -17,7 +17,12 @@ import logging
 import posixpath
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from visionserve.errors import public_failure
+
+if TYPE_CHECKING:
+    from visionserve.models.documents.config import Configuration
 
 log = logging.getLogger("jobs.documents_batch")
 
@@ -30,32 +35,36 @@ def split_s3(uri: str) -> tuple[str, str]:
 
 
 class S3:
-    """The few S3 calls the job needs, from explicit settings (picklable)."""
+    """The few S3 calls the job needs, from explicit settings (picklable).
+
+    The client comes from the blob store's factory (``store.blobs.s3_client``), so
+    the job talks to S3 exactly as the services do; each worker builds its own.
+    """
 
     def __init__(
         self, endpoint_url: str | None, key: str | None, secret: str | None, region: str
     ) -> None:
-        self.args = {
-            "endpoint_url": endpoint_url,
-            "aws_access_key_id": key,
-            "aws_secret_access_key": secret,
-            "region_name": region,
-        }
+        from visionserve.settings import S3Settings
+
+        self.settings = S3Settings(
+            endpoint_url=endpoint_url,
+            access_key_id=key,
+            secret_access_key=secret,
+            region=region,
+            addressing_style="path",
+        )
         self._client: Any = None
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
+            from visionserve.store.blobs import s3_client
 
-            self._client = boto3.client(
-                "s3", config=Config(s3={"addressing_style": "path"}), **self.args
-            )
+            self._client = s3_client(self.settings)
         return self._client
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"args": self.args, "_client": None}
+        return {"settings": self.settings, "_client": None}
 
     def list_pdfs(self, uri: str) -> list[str]:
         bucket, prefix = split_s3(uri)
@@ -82,7 +91,7 @@ class ParseDocuments:
     """The Ray Data callable: one pipeline per worker, loaded once."""
 
     def __init__(
-        self, s3: S3, output: str, config: dict[str, Any], model_home: str, ocr_engine: str
+        self, s3: S3, output: str, config: Configuration, model_home: str, ocr_engine: str
     ) -> None:
         from visionserve.models.documents.pipeline import DocumentPipeline
 
@@ -112,9 +121,20 @@ class ParseDocuments:
                 statuses.append("Succeeded")
                 errors.append("")
             except Exception as exc:  # one bad document must not sink the batch
-                self.s3.put_json(target, {"source": uri, "error": f"{type(exc).__name__}: {exc}"})
+                # Its public face in the output; the traceback in this worker's log.
+                failure = public_failure(exc, ref=f"document {uri}", logger=log)
+                self.s3.put_json(
+                    target,
+                    {
+                        "source": uri,
+                        "error": failure.message,
+                        "code": failure.code,
+                        "category": failure.category,
+                        "retryable": failure.retryable,
+                    },
+                )
                 statuses.append("Failed")
-                errors.append(str(exc))
+                errors.append(failure.message)
             outputs.append(target)
         return {"uri": list(batch["uri"]), "output": outputs, "status": statuses, "error": errors}
 
@@ -124,15 +144,22 @@ def run(
     output_uri: str,
     *,
     s3: S3,
-    config: dict[str, Any],
+    config: Configuration | dict[str, Any],
     model_home: str,
     ocr_engine: str = "tesseract",
     concurrency: int = 1,
     num_cpus: float = 1.0,
 ) -> list[dict[str, Any]]:
-    """Parse every PDF under ``input_uri``; returns one status row per document."""
+    """Parse every PDF under ``input_uri``; returns one status row per document.
+
+    ``config`` is the task configuration of the documents API (a bad one is refused
+    here, before any document is read).
+    """
     import ray
 
+    from visionserve.models.documents.config import Configuration, validated
+
+    configuration = validated(Configuration, config)
     uris = s3.list_pdfs(input_uri)
     if not uris:
         return []
@@ -142,7 +169,7 @@ def run(
         fn_constructor_kwargs={
             "s3": s3,
             "output": output_uri,
-            "config": config,
+            "config": configuration,
             "model_home": model_home,
             "ocr_engine": ocr_engine,
         },

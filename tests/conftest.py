@@ -48,6 +48,27 @@ def _fresh_settings_cache() -> Iterator[None]:
     get_settings.cache_clear()
 
 
+@pytest.fixture
+def library_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """``caplog`` that sees our packages' records even after ``configure_logging``.
+
+    A replica class built in a test calls ``configure_logging``, which stops our
+    loggers propagating to the root logger where ``caplog`` listens.
+    """
+    import logging
+
+    from visionserve.platform.logging import PACKAGES
+
+    loggers = [logging.getLogger(name) for name in PACKAGES]
+    loggers = [logger for logger in loggers if not logger.propagate]
+    for logger in loggers:
+        logger.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO)
+    yield caplog
+    for logger in loggers:
+        logger.removeHandler(caplog.handler)
+
+
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
     """The one local Ray of the test session (Serve and Ray Data tests share it)."""
@@ -98,7 +119,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # 
 
     from visionserve.store.db import engine_for
     from visionserve.store.records import Base
+    from visionserve.surfaces import import_records
 
+    import_records()
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     with engine_for(url).begin() as conn:
         conn.execute(sa.text(f"TRUNCATE {tables} CASCADE"))

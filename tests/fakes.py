@@ -13,10 +13,14 @@ from typing import Any
 
 
 class _Method:
-    def __init__(self, target: Any, name: str) -> None:
+    def __init__(self, target: Any, name: str, record: list[str] | None, label: str) -> None:
         self.fn = getattr(target, name)
+        self.record, self.call_name = record, f"{label}.{name}"
 
     def remote(self, *args: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        if self.record is not None:
+            self.record.append(self.call_name)
+
         async def call() -> Any:
             args_ = [await a if isinstance(a, asyncio.Task) else a for a in args]
             result = self.fn(*args_, **kwargs)
@@ -26,13 +30,19 @@ class _Method:
 
 
 class LocalHandle:
-    """Wraps an instance of a deployment class (``Deployment.func_or_class(...)``)."""
+    """Wraps an instance of a deployment class (``Deployment.func_or_class(...)``).
 
-    def __init__(self, target: Any) -> None:
+    With ``record``, every ``.remote()`` call appends ``"<label>.<method>"`` to it, so a
+    test can assert which remote calls a request made.
+    """
+
+    def __init__(self, target: Any, record: list[str] | None = None, label: str = "") -> None:
         self._target = target
+        self._record = record
+        self._label = label or type(target).__name__
 
     def __getattr__(self, name: str) -> _Method:
-        return _Method(self._target, name)
+        return _Method(self._target, name, self._record, self._label)
 
 
 def instance(deployment: Any, *args: Any, **kwargs: Any) -> Any:

@@ -11,12 +11,12 @@ from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from visionserve.api.context import AppContext
 from visionserve.api.surface import Ctx, CurrentPrincipal, Surface
 from visionserve.errors import VisionServeError
+from visionserve.platform.context import AppContext
+from visionserve.platform.worker import JobContext, job_kind
 from visionserve.store.db import session_scope
 from visionserve.store.queue import enqueue
-from visionserve.worker import JobContext, job_kind
 
 
 @job_kind("sample.sleep")
@@ -53,7 +53,7 @@ def router(ctx: AppContext) -> APIRouter:
     async def submit(body: SubmitBody, app_ctx: Ctx, who: CurrentPrincipal) -> dict[str, str]:
         if body.webhook_url:
             await asyncio.to_thread(app_ctx.egress.check, body.webhook_url)
-        with session_scope(app_ctx.database_url) as s:
+        with session_scope(app_ctx.settings.database_url) as s:
             job = enqueue(
                 s,
                 surface="sample",

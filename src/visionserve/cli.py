@@ -20,7 +20,7 @@ app.add_typer(models, name="models")
 
 
 def _store() -> KeyStore:
-    return KeyStore(str(get_settings().database_url))
+    return KeyStore(get_settings().database_url)
 
 
 @keys.command("create")
@@ -51,7 +51,7 @@ def keys_revoke(key_id: str) -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Apply migrations (the cluster also does this at start-up)."""
-    engine_for(str(get_settings().database_url))
+    engine_for(get_settings().database_url)
     typer.echo("database is at head")
 
 

@@ -2,18 +2,46 @@
 
 Services raise these; each surface maps them to its own contract's error body at
 the ingress boundary (see ``visionserve.api.surface``). ``code`` is the stable,
-machine-readable name; ``status`` the HTTP status; ``retryable`` tells clients
-and workers whether the same request may succeed later.
+machine-readable name; ``status`` the HTTP status; ``category`` the broad kind of
+failure; ``retryable`` tells clients and workers whether the same request may succeed
+later.
+
+Failures have a public face and a private one: :func:`public_failure` turns any
+exception into the :class:`PublicFailure` a client may see (a ``VisionServeError``
+keeps its own message; anything else gets a generic message that names a log
+reference) and logs the full exception under that reference. Never show
+``str(exc)`` of an arbitrary exception to a client.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+log = logging.getLogger(__name__)
+
+# The broad kind of a failure, for clients deciding what to do about it.
+FailureCategory = Literal[
+    "invalid_input",
+    "processing",
+    "unauthorized",
+    "not_found",
+    "conflict",
+    "rate_limited",
+    "unavailable",
+    "timeout",
+    "cancelled",
+    "internal",
+]
 
 
 class VisionServeError(Exception):
     code = "internal_error"
     status = 500
+    category: FailureCategory = "internal"
     retryable = False
 
     def __init__(
@@ -35,6 +63,7 @@ class VisionServeError(Exception):
 class BadRequest(VisionServeError):
     code = "validation_error"
     status = 400
+    category: FailureCategory = "invalid_input"
 
 
 class MissingInput(BadRequest):
@@ -66,42 +95,50 @@ class FetchFailed(BadRequest):
 class Unauthorized(VisionServeError):
     code = "unauthorized"
     status = 401
+    category: FailureCategory = "unauthorized"
 
 
 class Forbidden(VisionServeError):
     code = "forbidden"
     status = 403
+    category: FailureCategory = "unauthorized"
 
 
 class NotFound(VisionServeError):
     code = "not_found"
     status = 404
+    category: FailureCategory = "not_found"
 
 
 class Conflict(VisionServeError):
     code = "conflict"
     status = 409
+    category: FailureCategory = "conflict"
 
 
 class PayloadTooLarge(VisionServeError):
     code = "payload_too_large"
     status = 413
+    category: FailureCategory = "invalid_input"
 
 
 class Unprocessable(VisionServeError):
     code = "processing_error"
     status = 422
+    category: FailureCategory = "processing"
 
 
 class RateLimited(VisionServeError):
     code = "rate_limited"
     status = 429
+    category: FailureCategory = "rate_limited"
     retryable = True
 
 
 class ServiceUnavailable(VisionServeError):
     code = "service_unavailable"
     status = 503
+    category: FailureCategory = "unavailable"
     retryable = True
 
 
@@ -122,11 +159,104 @@ def remote_cause(exc: BaseException) -> BaseException:
     return getattr(exc, "cause", None) or exc
 
 
-def remote_message(exc: BaseException) -> str:
-    """A one-line message for a replica's exception, without the remote traceback."""
+@dataclass(frozen=True)
+class PublicFailure:
+    """What a client may see of a failure (docling-serve's ``PublicFailureInfo``).
+
+    Attributes:
+        message: Safe to show: an error's own message, or a generic one naming a log
+            reference; never an arbitrary exception's text.
+        code: The stable machine-readable name (``internal_error``, ``not_found``, ...).
+        category: The broad kind of failure.
+        retryable: Whether the same request may succeed later.
+        status: The HTTP status it maps to.
+    """
+
+    message: str
+    code: str
+    category: FailureCategory
+    retryable: bool
+    status: int = 500
+
+    def error(
+        self, cls: type[VisionServeError] = VisionServeError, *, code: str | None = None
+    ) -> VisionServeError:
+        """This failure as an error to raise; ``cls`` and ``code`` re-tag it (e.g. per stage).
+
+        A ``cls`` other than the base keeps its own status.
+        """
+        err = cls(self.message, code=code or self.code)
+        err.category, err.retryable = self.category, self.retryable
+        if cls is VisionServeError:
+            err.status = self.status
+        return err
+
+
+# Serve's queue-full and Ray's replica-gone errors, by name: the library never imports Ray.
+_AT_CAPACITY = frozenset({"BackPressureError", "DeploymentUnavailableError"})
+_REPLICA_GONE = frozenset({"ActorDiedError", "ActorUnavailableError", "RayActorError"})
+
+
+def public_failure(
+    exc: BaseException, *, ref: str | None = None, logger: logging.Logger | None = None
+) -> PublicFailure:
+    """The public face of ``exc``; the private one (the full exception) goes to the log.
+
+    A :class:`VisionServeError`, also one raised in a Serve replica and wrapped by the
+    handle (see :func:`remote_cause`), keeps its message, code, category and
+    retryable. A timeout, a cancellation or Serve back-pressure get a fixed message of
+    their own. Anything else is an internal error: the client gets a generic message
+    that names ``ref`` and the log gets the exception with its traceback under it.
+
+    Args:
+        exc: What was raised.
+        ref: Where to look in the log, e.g. ``"request 3f2a…"`` or ``"job 81c0…"``;
+            a fresh ``"error <id>"`` when not given.
+        logger: The logger to write to (the caller's); this module's by default.
+
+    Returns:
+        The failure to show the client and to store on a job or task.
+    """
     cause = remote_cause(exc)
-    lines = str(getattr(cause, "message", "") or cause).strip().splitlines()
-    return lines[-1] if lines else type(cause).__name__
+    logger = logger or log
+    if isinstance(cause, VisionServeError):
+        return PublicFailure(
+            cause.message, cause.code, cause.category, cause.retryable, cause.status
+        )
+    ref = ref or f"error {uuid.uuid4().hex[:12]}"
+    if isinstance(cause, TimeoutError):
+        logger.warning("%s timed out: %r", ref, cause)
+        return PublicFailure(
+            f"Timed out while processing; see the server log for {ref}",
+            "timeout",
+            "timeout",
+            True,
+            504,
+        )
+    if isinstance(cause, asyncio.CancelledError):
+        return PublicFailure("Processing was cancelled", "cancelled", "cancelled", False, 409)
+    name = type(cause).__name__
+    if name in _AT_CAPACITY or name in _REPLICA_GONE:
+        logger.warning("%s: a deployment is unavailable: %s", ref, name)
+        message = (
+            "The cluster is at capacity; retry shortly"
+            if name in _AT_CAPACITY
+            else "A model replica is unavailable; retry shortly"
+        )
+        return PublicFailure(message, "service_unavailable", "unavailable", True, 503)
+    logger.error("%s failed", ref, exc_info=exc)
+    return PublicFailure(
+        f"Internal error while processing; see the server log for {ref}",
+        "internal_error",
+        "internal",
+        False,
+        500,
+    )
+
+
+def remote_message(exc: BaseException) -> str:
+    """The public message of a replica's exception: ``public_failure(exc).message``."""
+    return public_failure(exc).message
 
 
 class JobCancelled(VisionServeError):
@@ -134,3 +264,4 @@ class JobCancelled(VisionServeError):
 
     code = "cancelled"
     status = 409
+    category: FailureCategory = "cancelled"

@@ -11,7 +11,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,13 +49,18 @@ class LimitSettings(BaseModel):
     max_request_bytes: int = Field(50 * MB, gt=0)
     max_image_pixels: int = Field(64_000_000, gt=0)
     max_download_bytes: int = Field(50 * MB, gt=0)
+    # Requests per minute per key (or client address) on a surface without its own limit.
     rate_limit_per_minute: int = Field(60, gt=0)
+    # Per-surface limits by surface name ({"cutout": 600}); a surface not named here keeps
+    # its contract's limit (cutout 60, documents 1200, extract 1000, inspect 1200).
+    rate_limits: dict[str, Annotated[int, Field(gt=0)]] = Field(default_factory=dict)
 
 
 class EgressSettings(BaseModel):
     """Outbound URLs (image_url, callbacks, webhooks) are checked against this policy."""
 
-    # CIDRs or host names that may be reached even though they are private/loopback.
+    # CIDRs or host names that may be reached even though they are private/loopback
+    # (inspect cameras, MQTT brokers and webhook sinks too).
     allow: list[str] = []
     timeout_s: float = Field(20.0, gt=0)
     max_redirects: int = Field(3, ge=0)
@@ -104,7 +109,9 @@ class ProviderSettings(BaseModel):
 
 
 class DocumentSettings(BaseModel):
-    ocr_engine: Literal["tesseract", "rapidocr"] = "tesseract"
+    # "auto": tesseract when its binary and English data are installed, else rapidocr
+    # (resolved once per process by models.documents.ocr.resolve_ocr_engine).
+    ocr_engine: Literal["auto", "tesseract", "rapidocr"] = "auto"
     max_pages: int = Field(1000, ge=1)
     # Pages per key per calendar month; None: no limit.
     monthly_page_limit: int | None = Field(None, ge=0)
@@ -125,9 +132,17 @@ class InspectSettings(BaseModel):
     device: str = "CPU"
     # Live pipelines: the longest a source may take to open or deliver a frame.
     source_timeout_s: float = Field(10.0, gt=0)
-    # Folders video_file sources may read and filesystem sinks may write. Empty: any
-    # path the cluster's user can reach (set this when the API is exposed).
-    file_roots: list[Path] = Field(default_factory=list)
+    # Folders video_file sources may read, besides <home>/inspect/videos (where relative
+    # paths resolve). Relative entries are relative to the home.
+    video_roots: list[Path] = Field(default_factory=list)
+    # Folders filesystem sinks may write, besides <home>/inspect/output (where relative
+    # paths resolve). Relative entries are relative to the home.
+    output_roots: list[Path] = Field(default_factory=list)
+    # ip_camera URLs and MQTT brokers may be on private LANs (10/8, 172.16/12,
+    # 192.168/16, fc00::/7), where cameras and brokers live. Loopback, link-local and
+    # cloud metadata addresses are refused either way unless egress.allow lists them.
+    # Webhook sinks follow the egress policy alone: the outbox that sends them does.
+    allow_private_networks: bool = True
 
 
 class LlmSettings(BaseModel):
@@ -147,7 +162,7 @@ class Settings(BaseSettings):
     )
 
     home: Path = Path("var")
-    database_url: str | None = None  # default: sqlite:///<home>/visionserve.db
+    database_url: str = ""  # empty: sqlite:///<home>/visionserve.db
     redis_url: str | None = None
     model_home: Path | None = None  # default: <home>/models
     public_url: str = "http://127.0.0.1:8000"
@@ -167,7 +182,7 @@ class Settings(BaseSettings):
     def _resolve_paths(self) -> Settings:
         # Absolute paths, so that every Ray worker (whatever its cwd) sees the same files.
         self.home = self.home.expanduser().resolve()
-        if self.database_url is None:
+        if not self.database_url:
             self.database_url = f"sqlite:///{self.home / 'visionserve.db'}"
         if self.model_home is None:
             self.model_home = self.home / "models"

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import base64
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -65,3 +70,160 @@ def test_scanned_image_is_ocred(client) -> None:  # type: ignore[no-untyped-def]
     assert all(cell in text for cell in TABLE[1])
     words = [w for c in task["output"]["chunks"] for s in c["segments"] for w in s["ocr"]]
     assert words and all(0 <= w["confidence"] <= 1 for w in words)
+
+
+# --- the official chunkr SDK, changed only in its base URL ------------------------------
+
+
+def sdk_flows(url: str, key: str, work: str) -> None:
+    """chunkr-ai 0.3.7's flows against ``url``; what it saw goes to ``<work>/seen.json``.
+
+    Run in a child process: every SDK call applies ``nest_asyncio``, which patches
+    asyncio for the whole process (and would for the rest of the test session). An SDK
+    exception, a pydantic ValidationError of its response models among them, fails it.
+    """
+    from chunkr_ai import Chunkr
+    from chunkr_ai.models import (
+        ChunkProcessing,
+        Configuration,
+        GenerationConfig,
+        GenerationStrategy,
+        OcrStrategy,
+        SegmentationStrategy,
+        SegmentFormat,
+        SegmentProcessing,
+        Tokenizer,
+        TokenizerType,
+    )
+
+    pdf = Path(work) / "report.pdf"
+    pdf.write_bytes(report_pdf(2))
+    seen: dict[str, Any] = {}
+
+    def types(task: Any) -> list[str]:
+        return sorted({s.segment_type.value for c in task.output.chunks for s in c.segments})
+
+    chunkr = Chunkr(url=url, api_key=key)
+    config = Configuration(
+        ocr_strategy=OcrStrategy.AUTO,
+        segmentation_strategy=SegmentationStrategy.LAYOUT_ANALYSIS,
+        chunk_processing=ChunkProcessing(target_length=256, tokenizer=Tokenizer.CL100K_BASE),
+        segment_processing=SegmentProcessing(
+            table=GenerationConfig(format=SegmentFormat.HTML, strategy=GenerationStrategy.AUTO),
+            page_header=GenerationConfig(strategy=GenerationStrategy.IGNORE),
+        ),
+    )
+    # upload: POST {url}/task/parse, then polls task_url until the task is done.
+    task = chunkr.upload(pdf, config)
+    seen["upload"] = {
+        "status": task.status.value,
+        "message": task.message,
+        "file_name": task.output.file_name,
+        "page_count": task.output.page_count,
+        "types": types(task),
+        "tokenizer": str(task.configuration.chunk_processing.tokenizer),
+        "table_format": task.configuration.segment_processing.table.format.value,
+        "html": task.html(),
+    }
+    seen["poll"] = task.poll().status.value  # finished: one GET of task_url
+    full = chunkr.get_task(task.task_id)  # GET {url}/task/{id}
+    light = chunkr.get_task(task.task_id, include_chunks=False)
+    seen["get_task"] = {
+        "chunks": len(full.output.chunks),
+        "same": full.output.chunks == task.output.chunks,
+        "light_chunks": len(light.output.chunks),
+    }
+    # The 0.1 SDK's base: {url}/api/v1/task/{id} is the same task.
+    old_base = Chunkr(url=f"{url}/api/v1", api_key=key)
+    seen["old_base"] = old_base.get_task(task.task_id, include_chunks=False).status.value
+    old_base.close()
+
+    # update: PATCH {url}/task/{id}/parse, then polls; then the task's own update,
+    # PATCH {task_url}/parse, with the tokenizer in the SDK's other form.
+    paged = chunkr.update(
+        task.task_id, Configuration(segmentation_strategy=SegmentationStrategy.PAGE)
+    )
+    seen["update"] = {"status": paged.status.value, "types": types(paged)}
+    again = paged.update(
+        Configuration(
+            segmentation_strategy=SegmentationStrategy.LAYOUT_ANALYSIS,
+            chunk_processing=ChunkProcessing(tokenizer=TokenizerType(string_value="Word")),
+        )
+    )
+    seen["task_update"] = {
+        "status": again.status.value,
+        "types": types(again),
+        "tokenizer": str(again.configuration.chunk_processing.tokenizer),
+    }
+
+    # cancel: only a task still queued can be; sleepers fill the job workers first
+    # (2 replicas at most, 2 jobs each) so the next task waits behind them.
+    with httpx.Client(
+        base_url=url.rsplit("/", 1)[0], headers={"Authorization": key}, timeout=30
+    ) as http:
+        for _ in range(6):
+            r = http.post("/sample/jobs", json={"trace": f"{work}/sleep", "steps": 20})
+            r.raise_for_status()
+    queued = chunkr.create_task(pdf, config)  # POST {url}/task/parse, no polling
+    cancelled = queued.cancel()  # GET {task_url}/cancel, then polls
+    other = chunkr.create_task(pdf)
+    chunkr.cancel_task(other.task_id)  # GET {url}/task/{id}/cancel
+    seen["cancel"] = [
+        cancelled.status.value,
+        chunkr.get_task(other.task_id).status.value,
+    ]
+
+    # delete: DELETE {task_url}, and DELETE {url}/task/{id}.
+    cancelled.delete()
+    for task_id in (task.task_id, other.task_id):
+        chunkr.delete_task(task_id)
+    gone = []
+    for task_id in (task.task_id, queued.task_id, other.task_id):
+        try:
+            chunkr.get_task(task_id)
+        except httpx.HTTPStatusError as exc:  # the one error expected: 404
+            gone.append([exc.response.status_code, exc.response.json()])
+    seen["delete"] = gone
+    chunkr.close()
+    (Path(work) / "seen.json").write_text(json.dumps(seen))
+
+
+def test_the_chunkr_sdk_works_by_changing_only_its_base_url(serve_cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from visionserve.store.keys import KeyStore
+
+    key, _ = KeyStore(serve_cluster.database_url).create("chunkr-sdk")
+    url = f"{serve_cluster.base_url}/documents"
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from tests.serve.test_documents_serve import sdk_flows; "
+            "sdk_flows(*sys.argv[1:])",
+            url,
+            key,
+            str(tmp_path),
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=480,  # the SDK polls (and retries a connection error) forever
+    )
+    assert child.returncode == 0, child.stderr[-6000:]
+    assert "retrying" not in child.stdout, child.stdout[-2000:]  # task_url was reachable
+    seen = json.loads((tmp_path / "seen.json").read_text())
+
+    upload = seen["upload"]
+    assert upload["status"] == "Succeeded", upload["message"]
+    assert (upload["file_name"], upload["page_count"]) == ("report.pdf", 2)
+    assert {"Title", "SectionHeader", "Table"} <= set(upload["types"]), upload["types"]
+    assert upload["tokenizer"] == "enum:Cl100kBase" and upload["table_format"] == "Html"
+    assert TITLE in upload["html"] and f">{TABLE[1][2]}<" in upload["html"]
+    assert seen["poll"] == "Succeeded" and seen["old_base"] == "Succeeded"
+    assert seen["get_task"]["chunks"] > 0 and seen["get_task"]["same"]
+    assert seen["get_task"]["light_chunks"] == 0
+    assert seen["update"] == {"status": "Succeeded", "types": ["Page"]}
+    assert seen["task_update"]["status"] == "Succeeded"
+    assert "Title" in seen["task_update"]["types"]
+    assert seen["task_update"]["tokenizer"] == "enum:Word"  # stored as the plain name
+    assert seen["cancel"] == ["Cancelled", "Cancelled"]
+    assert seen["delete"] == [[404, "Task not found"]] * 3

@@ -175,6 +175,20 @@ def write_video(path: Path, dataset, frames: int = 24) -> Path:  # type: ignore[
     return path
 
 
+@pytest.fixture
+def videos(serve_cluster) -> Path:  # type: ignore[no-untyped-def]
+    """A folder video_file sources may read: under the cluster's default video root."""
+    path = serve_cluster.home / "inspect" / "videos" / uuid.uuid4().hex[:8]
+    path.mkdir(parents=True)
+    return path
+
+
+@pytest.fixture
+def outputs(serve_cluster) -> Path:  # type: ignore[no-untyped-def]
+    """A folder filesystem sinks may write: under the cluster's default output root."""
+    return serve_cluster.home / "inspect" / "output" / uuid.uuid4().hex[:8]
+
+
 def make_pipeline(client, trained, source: dict, sink: dict | None, config: dict) -> str:  # type: ignore[no-untyped-def, type-arg]
     pid = trained["project"]["id"]
     tag = uuid.uuid4().hex[:6]
@@ -190,9 +204,9 @@ def make_pipeline(client, trained, source: dict, sink: dict | None, config: dict
     return r.json()["id"]
 
 
-def test_pipeline_video_file_to_filesystem(client, trained, dataset, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    video = write_video(tmp_path / "line.mp4", dataset)
-    out_dir = tmp_path / "alerts"
+def test_pipeline_video_file_to_filesystem(client, trained, dataset, videos, outputs) -> None:  # type: ignore[no-untyped-def]
+    video = write_video(videos / "line.mp4", dataset)
+    out_dir = outputs / "alerts"
     pipeline_id = make_pipeline(
         client,
         trained,
@@ -220,7 +234,7 @@ def test_pipeline_video_file_to_filesystem(client, trained, dataset, tmp_path) -
     assert r.json()["id"] not in [a["id"] for a in client.get("/active-pipelines").json()]
 
 
-def test_pipeline_to_mqtt_with_capture_and_webrtc(client, trained, dataset, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_pipeline_to_mqtt_with_capture_and_webrtc(client, trained, dataset, videos) -> None:  # type: ignore[no-untyped-def]
     import paho.mqtt.client as mqtt
 
     topic = f"visionserve/test/{uuid.uuid4().hex[:8]}"
@@ -237,7 +251,7 @@ def test_pipeline_to_mqtt_with_capture_and_webrtc(client, trained, dataset, tmp_
     sub.loop_start()
     try:
         assert subscribed.wait(10)
-        video = write_video(tmp_path / "loop.mp4", dataset)
+        video = write_video(videos / "loop.mp4", dataset)
         pipeline_id = make_pipeline(
             client,
             trained,
@@ -313,11 +327,11 @@ async def receive_webrtc_frames(client: httpx.Client, active_id: str, count: int
         await pc.close()
 
 
-def test_source_that_cannot_open_reports_error(client, trained, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_source_that_cannot_open_reports_error(client, trained, videos) -> None:  # type: ignore[no-untyped-def]
     pipeline_id = make_pipeline(
         client,
         trained,
-        {"type": "video_file", "config": {"path": str(tmp_path / "missing.mp4")}},
+        {"type": "video_file", "config": {"path": str(videos / "missing.mp4")}},
         None,
         {},
     )

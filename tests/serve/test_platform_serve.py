@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from visionserve import webhooks
+from visionserve.platform import webhooks
 from visionserve.settings import JobSettings
 from visionserve.store.queue import JobQueue
 

@@ -8,15 +8,14 @@ from collections.abc import Iterable
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import text
 
 from visionserve import __version__
-from visionserve.api.context import AppContext
 from visionserve.api.middleware import ErrorRenderer, RequestContextMiddleware
 from visionserve.api.surface import Surface, build_surface_app
 from visionserve.errors import Forbidden, NotFound, VisionServeError
+from visionserve.platform.context import AppContext
 from visionserve.store.blobs import LocalBlobStore
-from visionserve.store.db import engine_for
+from visionserve.store.db import ping as ping_database
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ def create_app(
         """Readiness: database and blob store reachable, every deployment healthy."""
         checks: dict[str, str] = {}
         try:
-            await asyncio.to_thread(_ping_database, ctx.database_url)
+            await asyncio.to_thread(ping_database, ctx.settings.database_url)
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"error: {type(exc).__name__}"
@@ -121,8 +120,3 @@ def create_app(
         emit_request_id=not behind_serve_proxy,
     )
     return app
-
-
-def _ping_database(url: str) -> None:
-    with engine_for(url).connect() as conn:
-        conn.execute(text("SELECT 1"))

@@ -7,7 +7,6 @@ is cut off as soon as it passes the limit.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import re
 import uuid
@@ -18,22 +17,14 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from visionserve.errors import PayloadTooLarge, VisionServeError
+from visionserve.platform.logging import request_id_var
 
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 ErrorRenderer = Callable[[VisionServeError, str], Response]
-
-
-class RequestIdLogFilter(logging.Filter):
-    """Adds ``request_id`` to every log record (use ``%(request_id)s`` in formats)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
-        return True
 
 
 def state(scope: Scope) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -19,17 +19,17 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from visionserve.api.context import AppContext
+from visionserve.api.idempotency import IdempotencyMiddleware
 from visionserve.api.middleware import ErrorRenderer, add_response_headers, state
 from visionserve.errors import (
     BadRequest,
     NotFound,
     RateLimited,
-    ServiceUnavailable,
     Unauthorized,
     VisionServeError,
+    public_failure,
 )
-from visionserve.store.idempotency import IdempotencyMiddleware
+from visionserve.platform.context import AppContext
 from visionserve.store.keys import KeyInfo
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ RouterFactory = Callable[[AppContext], APIRouter]
 
 @dataclass(frozen=True)
 class Surface:
-    """How one product surface is served; see ``visionserve.api.surfaces``."""
+    """How one product surface is served; see ``visionserve.surfaces``."""
 
     name: str
     mount: str
@@ -49,12 +49,12 @@ class Surface:
     # Routers a client may call without a key even where the surface requires one.
     public_routers: tuple[RouterFactory, ...] = ()
     requires_key: bool = False
+    # The contract's requests per minute; ``limits.rate_limits[name]`` overrides it.
     rate_limit_per_minute: int | None = None
     idempotency: bool = False
     # Status for malformed request bodies: 422 in most contracts, 400 in some.
     validation_status: int = 422
     description: str = ""
-    job_modules: tuple[str, ...] = field(default=())
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,16 @@ def requires_key(surface: Surface, ctx: AppContext) -> bool:
     return mode == "all" or (mode == "contract" and surface.requires_key)
 
 
+def surface_rate_limit(surface: Surface, ctx: AppContext) -> int:
+    """Requests per minute: the operator's setting, else the contract's, else the default."""
+    limits = ctx.settings.limits
+    return (
+        limits.rate_limits.get(surface.name)
+        or surface.rate_limit_per_minute
+        or limits.rate_limit_per_minute
+    )
+
+
 def _guard(surface: Surface, *, public: bool) -> Callable[..., Any]:
     """Authenticate, then apply the per-key (or per-IP) rate limit; runs before every route."""
 
@@ -127,11 +137,7 @@ def _guard(surface: Surface, *, public: bool) -> Callable[..., Any]:
         request.scope["state"]["principal"] = principal
         if public:  # health and catalogue routes: probes must never be throttled
             return
-        limit = (
-            (key.rate_limit_per_minute if key else None)
-            or surface.rate_limit_per_minute
-            or ctx.settings.limits.rate_limit_per_minute
-        )
+        limit = (key.rate_limit_per_minute if key else None) or surface_rate_limit(surface, ctx)
         client = request.client.host if request.client else "unknown"
         bucket = f"{surface.name}:{principal.id if key else 'ip:' + client}"
         decision = await ctx.rate_limiter.hit(bucket, limit)
@@ -143,20 +149,33 @@ def _guard(surface: Surface, *, public: bool) -> Callable[..., Any]:
 
 
 async def _authenticate(request: Request, ctx: AppContext, *, required: bool) -> KeyInfo | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    header = request.headers.get("authorization", "").strip()
     if not header:
         if required:
             raise Unauthorized("Missing API key: send 'Authorization: Bearer <key>'")
         return None
-    if scheme.lower() != "bearer" or not token.strip():
+    token = _token(header)
+    if token is None:
         raise Unauthorized("Malformed Authorization header: expected 'Bearer <key>'")
     try:
-        return await asyncio.to_thread(ctx.keys.authenticate, token.strip())
+        return await asyncio.to_thread(ctx.keys.authenticate, token)
     except Unauthorized:
         if required:
             raise
         return None  # a surface without auth ignores a stale key rather than failing
+
+
+def _token(header: str) -> str | None:
+    """The key in ``Bearer <key>`` or a bare ``<key>``; None for any other form.
+
+    The chunkr-ai SDK (0.3.x) sends ``Authorization: <key>`` with no scheme: one word
+    is taken as the key itself; two words must be ``Bearer <key>`` (``Basic ...`` and
+    the like stay malformed), and a lone ``Bearer`` is a header missing its key.
+    """
+    scheme, _, rest = header.partition(" ")
+    if not rest.strip():
+        return None if scheme.lower() == "bearer" else scheme
+    return rest.strip() if scheme.lower() == "bearer" else None
 
 
 def _install_error_handlers(app: FastAPI, surface: Surface) -> None:
@@ -237,19 +256,12 @@ class LastResortMiddleware:
         except Exception as exc:
             if started:
                 raise
-            err: VisionServeError
-            if _is_backpressure(exc):
-                err = ServiceUnavailable(
-                    "The cluster is at capacity; retry shortly", headers={"Retry-After": "1"}
-                )
-            else:
-                log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
-                err = VisionServeError("Internal server error")
-            response = self.render(err, state(scope).get("request_id", "-"))
+            request_id = state(scope).get("request_id", "-")
+            # Serve back-pressure becomes a 503; anything else a 500 whose message
+            # names the request id, with the whole exception in the log under it.
+            err = public_failure(exc, ref=f"request {request_id}", logger=log).error()
+            if err.category == "unavailable":
+                err.headers["Retry-After"] = "1"
+            response = self.render(err, request_id)
             response.headers.update(err.headers)
             await response(scope, receive, send)
-
-
-def _is_backpressure(exc: Exception) -> bool:
-    """Serve's queue-full errors, without importing Ray in the library."""
-    return type(exc).__name__ in {"BackPressureError", "DeploymentUnavailableError"}

@@ -78,6 +78,12 @@ def session_scope(url: str) -> Iterator[Session]:
         yield session
 
 
+def ping(url: str) -> None:
+    """One round trip to the database (readiness and health checks)."""
+    with engine_for(url).connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
 def alembic_config(engine: Engine) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))

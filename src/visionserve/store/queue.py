@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from visionserve.errors import Conflict, NotFound
+from visionserve.errors import Conflict, NotFound, PublicFailure
 from visionserve.settings import JobSettings
 from visionserve.store.db import session_scope
 from visionserve.store.records import Job, utcnow
@@ -35,6 +35,8 @@ QUEUED, PROCESSING, COMPLETED, FAILED, CANCELLED = (
     "cancelled",
 )
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
+ACTIVE = (QUEUED, PROCESSING)
+_CANCELLED = PublicFailure("cancelled", "cancelled", "cancelled", retryable=False, status=409)
 
 # Called inside the transaction that makes a job terminal (webhook outbox rows).
 TerminalHook = Callable[[Session, Job], None]
@@ -88,6 +90,20 @@ def enqueue(
     return job
 
 
+def active_jobs(session: Session, *, surface: str, owner_key_id: str) -> int:
+    """How many of ``owner_key_id``'s jobs on ``surface`` are queued or running."""
+    count = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(
+            Job.surface == surface,
+            Job.owner_key_id == owner_key_id,
+            Job.status.in_(ACTIVE),
+        )
+    )
+    return int(count or 0)
+
+
 class JobQueue:
     """Claim, heartbeat and finish jobs. Thread-safe; one instance per process is enough."""
 
@@ -128,18 +144,18 @@ class JobQueue:
                     return None
                 if job.status == PROCESSING and job.attempts >= job.max_attempts:
                     # Its workers kept dying: stop retrying a job that kills workers.
-                    self._finish(
-                        s,
-                        job,
-                        FAILED,
-                        error=f"worker lost {job.attempts} times; giving up",
-                        code="worker_lost",
+                    lost = PublicFailure(
+                        f"worker lost {job.attempts} times; giving up",
+                        "worker_lost",
+                        "internal",
+                        retryable=False,
                     )
+                    self._finish(s, job, FAILED, failure=lost)
                     continue
                 if job.status == PROCESSING:
                     log.warning("re-claiming job %s after its lease expired", job.id)
                 if job.cancel_requested:
-                    self._finish(s, job, CANCELLED, error="cancelled", code="cancelled")
+                    self._finish(s, job, CANCELLED, failure=_CANCELLED)
                     continue
                 job.status = PROCESSING
                 job.lease_owner = worker_id
@@ -177,11 +193,12 @@ class JobQueue:
     def complete(self, job_id: str, worker_id: str, result: dict[str, Any]) -> bool:
         return self._finish_owned(job_id, worker_id, COMPLETED, result=result)
 
-    def fail(self, job_id: str, worker_id: str, error: str, code: str = "failed") -> bool:
-        return self._finish_owned(job_id, worker_id, FAILED, error=error, code=code)
+    def fail(self, job_id: str, worker_id: str, failure: PublicFailure) -> bool:
+        """Finish a job as failed with the public face of its failure (see ``errors``)."""
+        return self._finish_owned(job_id, worker_id, FAILED, failure=failure)
 
     def mark_cancelled(self, job_id: str, worker_id: str) -> bool:
-        return self._finish_owned(job_id, worker_id, CANCELLED, error="cancelled", code="cancelled")
+        return self._finish_owned(job_id, worker_id, CANCELLED, failure=_CANCELLED)
 
     def release(self, job_id: str, worker_id: str) -> None:
         """Give a job back to the queue (worker shutting down) without using an attempt."""
@@ -197,21 +214,44 @@ class JobQueue:
                 )
             )
 
-    def cancel(self, job_id: str) -> Job:
-        """Cancel a queued job at once; ask a running one to stop (its worker sees it)."""
+    def cancel(self, job_id: str, *, running: bool = True) -> Job:
+        """Cancel a queued job at once; ask a running one to stop (its worker sees it).
+
+        See :meth:`cancel_in`; this one runs in a transaction of its own.
+        """
         with session_scope(self.database_url) as s:
-            job = s.get(Job, job_id, with_for_update=True)
-            if job is None:
-                raise NotFound(f"job {job_id} not found")
-            if job.status in TERMINAL:
-                raise Conflict(f"job {job_id} is already {job.status}")
-            if job.status == QUEUED:
-                self._finish(s, job, CANCELLED, error="cancelled", code="cancelled")
-            else:
-                job.cancel_requested = True
-            s.flush()
+            job = self.cancel_in(s, job_id, running=running)
             s.expunge(job)
             return job
+
+    def cancel_in(self, s: Session, job_id: str, *, running: bool = True) -> Job:
+        """Cancel ``job_id`` inside the caller's transaction (its own rows change with it).
+
+        A queued job becomes ``cancelled`` at once and the terminal hook runs (its
+        webhook is queued in the same transaction); a running one is asked to stop.
+
+        Args:
+            s: The caller's session.
+            job_id: The job.
+            running: Whether a running job may be asked to stop; if not, it is a 409.
+
+        Raises:
+            NotFound: No such job.
+            Conflict: The job already finished, or is running and ``running`` is false.
+        """
+        job = s.get(Job, job_id, with_for_update=True)
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
+        if job.status in TERMINAL:
+            raise Conflict(f"job {job_id} is already {job.status}")
+        if job.status == QUEUED:
+            self._finish(s, job, CANCELLED, failure=_CANCELLED)
+        elif running:
+            job.cancel_requested = True
+        else:
+            raise Conflict(f"job {job_id} is already {job.status}")
+        s.flush()
+        return job
 
     def get(self, job_id: str) -> Job:
         with session_scope(self.database_url) as s:
@@ -241,13 +281,14 @@ class JobQueue:
         status: str,
         *,
         result: dict[str, Any] | None = None,
-        error: str | None = None,
-        code: str | None = None,
+        failure: PublicFailure | None = None,
     ) -> None:
         job.status = status
         job.result = result
-        job.error = error
-        job.error_code = code if status != COMPLETED else None
+        job.error = failure.message if failure else None
+        job.error_code = failure.code if failure else None
+        job.error_category = failure.category if failure else None
+        job.error_retryable = failure.retryable if failure else None
         job.lease_owner = None
         job.lease_expires_at = None
         job.finished_at = utcnow()

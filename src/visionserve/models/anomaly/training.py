@@ -345,6 +345,91 @@ class _Progress(Callback):
         self.emit(0.8 + 0.05 * (batch_idx + 1) / n, "test", trainer.current_epoch)
 
 
+def threshold_in_gap(scores: Any, labels: Any, threshold: float) -> float:
+    """Move an F1-adaptive threshold off the validation score it was picked from.
+
+    anomalib's ``F1AdaptiveThreshold`` picks the threshold from the precision-recall
+    curve, which counts ``score >= threshold`` as anomalous, so the threshold *is* the
+    raw score of one anomalous validation image (the lowest one when normal and
+    anomalous images separate). Its post-processor then labels ``score > threshold``
+    (a normalised score above 0.5): that image lands on exactly 0.5 and is called
+    normal, and the same image at inference is labelled by float rounding alone
+    (batch size, thread count, OpenVINO vs torch kernels move it by a few ulps).
+
+    The midpoint between the threshold and the highest validation score below it
+    classifies every validation image as the F1 choice did, with a margin on both
+    sides. Nothing changes without both labels (anomalib then uses the highest normal
+    score, which ``>`` already labels normal) or without a lower score.
+
+    Args:
+        scores: Raw (un-normalised) validation image scores.
+        labels: Their labels (1 anomalous, 0 normal).
+        threshold: The raw threshold anomalib computed from them.
+
+    Returns:
+        The raw threshold to use.
+    """
+    import torch
+
+    scores = torch.as_tensor(scores, dtype=torch.float64).reshape(-1)
+    labels = torch.as_tensor(labels).reshape(-1).bool()
+    t = float(threshold)
+    if not math.isfinite(t) or scores.numel() != labels.numel():
+        return t
+    finite = torch.isfinite(scores)
+    scores, labels = scores[finite], labels[finite]
+    if not (bool(labels.any()) and bool((~labels).any())):
+        return t
+    below = scores[scores < t]
+    if below.numel() == 0:
+        return t
+    return (float(below.max()) + t) / 2
+
+
+class _ThresholdMargin(Callback):
+    """Puts the image threshold between validation scores (see :func:`threshold_in_gap`).
+
+    Collects raw scores during each validation run and adjusts the post-processor's
+    threshold in ``on_validation_end``, after every ``on_validation_epoch_end`` (where
+    the post-processor computes it) whatever the callback order.
+    """
+
+    def __init__(self) -> None:
+        self.scores: list[Any] = []
+        self.labels: list[Any] = []
+        self.adjusted: tuple[float, float] | None = None  # (anomalib's, ours)
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:  # type: ignore[no-untyped-def]
+        self.scores, self.labels = [], []
+
+    def on_validation_batch_end(  # type: ignore[no-untyped-def]
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        if trainer.sanity_checking:
+            return
+        score = getattr(outputs, "pred_score", None)
+        label = getattr(outputs, "gt_label", None)
+        if score is not None and label is not None:
+            self.scores.append(score.detach().float().cpu().reshape(-1))
+            self.labels.append(label.detach().cpu().reshape(-1))
+
+    def on_validation_end(self, trainer, pl_module) -> None:  # type: ignore[no-untyped-def]
+        post = getattr(pl_module, "post_processor", None)
+        if trainer.sanity_checking or post is None or not self.scores:
+            return
+        buffer = getattr(post, "_image_threshold", None)
+        if buffer is None or not getattr(post, "enable_thresholding", False):
+            return
+        import torch
+
+        old = float(buffer)
+        new = threshold_in_gap(torch.cat(self.scores), torch.cat(self.labels), old)
+        if new != old:
+            buffer.fill_(new)
+            self.adjusted = (old, new)
+            log.info("image threshold %.6g moved into the score gap: %.6g", old, new)
+
+
 # --- export -----------------------------------------------------------------------------
 
 
@@ -499,6 +584,7 @@ def train(
             seed=seed,
         )
         callback = _Progress(report, arch.gradient_trained)
+        margin = _ThresholdMargin()
         engine = Engine(
             accelerator="gpu" if torch.cuda.is_available() else "cpu",
             devices=1,
@@ -507,7 +593,7 @@ def train(
             enable_model_summary=False,
             default_root_dir=workdir / "lightning",
             max_epochs=params.get("max_epochs", 1),
-            callbacks=[callback],
+            callbacks=[callback, margin],
         )
         stage = "fit"
         engine.fit(model=model, datamodule=datamodule)

@@ -1,107 +1,73 @@
-"""llm_processing through an OpenAI-compatible chat endpoint (optional).
+"""llm_processing for documents: which segments ask the LLM, what it is asked, and the answer.
 
-Only segments whose ``segment_processing`` asks for the LLM (``strategy: "LLM"``,
-``html``/``markdown: "LLM"`` or an ``llm`` prompt) are sent; the answer fills the
-segment's ``llm`` field (and html/markdown when those were asked for).
+A segment is sent when its type's options want the LLM (``strategy: "LLM"``,
+``html``/``markdown: "LLM"`` or an ``llm`` prompt, see
+:attr:`~visionserve.models.documents.config.SegmentOptions.needs_llm`); the answer fills
+the segment's ``llm`` field, and its html/markdown when those fields asked for it. The
+endpoint itself is :class:`~visionserve.platform.llm.LlmClient`.
 """
 
 from __future__ import annotations
 
-import base64
-import logging
-from typing import Any
+import asyncio
+from collections.abc import Sequence
+from typing import Literal
 
-import httpx
-
-from visionserve.egress import EgressPolicy, pinned_request_args
-from visionserve.errors import ServiceUnavailable
+from visionserve.models.documents.config import Configuration, SegmentOptions
 from visionserve.models.documents.types import Segment
-from visionserve.settings import LlmSettings
+from visionserve.platform.llm import LlmClient
 
-log = logging.getLogger(__name__)
-
-SEGMENT_KEY = {
-    "Title": "title",
-    "SectionHeader": "section_header",
-    "Text": "text",
-    "ListItem": "list_item",
-    "Table": "table",
-    "Picture": "picture",
-    "Caption": "caption",
-    "Formula": "formula",
-    "Footnote": "footnote",
-    "PageHeader": "page_header",
-    "PageFooter": "page_footer",
-    "Page": "page",
-}
 DEFAULT_PROMPT = "Convert this document segment to {fmt}. Answer with the {fmt} only."
+LlmOutcome = Literal["applied", "not_configured"]
 
 
-def wants_llm(config: dict[str, Any] | None) -> bool:
-    config = config or {}
-    return bool(
-        config.get("strategy") == "LLM"
-        or config.get("html") == "LLM"
-        or config.get("markdown") == "LLM"
-        or config.get("llm")
-    )
+def llm_requests(
+    segments: Sequence[Segment], config: Configuration
+) -> list[tuple[Segment, SegmentOptions]]:
+    """The segments whose type asks for the LLM, each with its type's options."""
+    wanted = []
+    for segment in segments:
+        options = config.segment_processing.options(segment.segment_type)
+        if options.needs_llm:
+            wanted.append((segment, options))
+    return wanted
 
 
-class LlmClient:
-    """POST /chat/completions, the OpenAI protocol most local servers speak."""
+async def fill_segment(
+    client: LlmClient, segment: Segment, options: SegmentOptions, crop_png: bytes | None = None
+) -> None:
+    """Fill ``segment.llm`` (and html/markdown where asked) from the model's answer."""
+    fmt = "HTML" if options.html_llm or options.format == "Html" else "Markdown"
+    prompt = options.llm or DEFAULT_PROMPT.format(fmt=fmt)
+    answer = await client.complete(prompt, segment.text, crop_png)
+    segment.llm = answer
+    if options.html_llm:
+        segment.html = answer
+    if options.markdown_llm:
+        segment.markdown = answer
 
-    def __init__(self, settings: LlmSettings, egress: EgressPolicy) -> None:
-        if not settings.base_url:
-            raise ValueError("no LLM endpoint configured")
-        self.settings = settings
-        self.egress = egress
 
-    async def complete(self, prompt: str, text: str, image_png: bytes | None = None) -> str:
-        content: list[dict[str, Any]] = [{"type": "text", "text": f"{prompt}\n\n{text}"}]
-        if image_png:
-            uri = "data:image/png;base64," + base64.b64encode(image_png).decode()
-            content.append({"type": "image_url", "image_url": {"url": uri}})
-        body = {
-            "model": self.settings.model,
-            "messages": [{"role": "user", "content": content}],
-            "temperature": 0,
-        }
-        url = f"{str(self.settings.base_url).rstrip('/')}/chat/completions"
-        headers = {"Content-Type": "application/json"}
-        if self.settings.api_key:
-            headers["Authorization"] = f"Bearer {self.settings.api_key}"
-        target = self.egress.check(url)
-        pinned, host, extensions = pinned_request_args(target, url)
-        try:
-            async with httpx.AsyncClient(**self.egress.client_kwargs()) as client:
-                r = await client.post(
-                    pinned,
-                    json=body,
-                    headers={**headers, **host},
-                    extensions=extensions,
-                    timeout=self.settings.timeout_s,
-                )
-        except httpx.HTTPError as exc:
-            raise ServiceUnavailable(f"LLM endpoint unreachable: {type(exc).__name__}") from exc
-        if r.status_code >= 400:
-            raise ServiceUnavailable(f"LLM endpoint answered HTTP {r.status_code}")
-        try:
-            return str(r.json()["choices"][0]["message"]["content"]).strip()
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise ServiceUnavailable("LLM endpoint gave a malformed answer") from exc
+async def process_segments(
+    segments: Sequence[Segment], config: Configuration, client: LlmClient | None
+) -> LlmOutcome | None:
+    """Ask the LLM for every segment that wants it, concurrently.
 
-    async def process(
-        self, segment: Segment, config: dict[str, Any], crop_png: bytes | None = None
-    ) -> None:
-        """Fill ``segment.llm`` (and html/markdown when asked) from the model."""
-        if config.get("html") == "LLM" or config.get("format") == "Html":
-            fmt = "HTML"
-        else:
-            fmt = "Markdown"
-        prompt = config.get("llm") or DEFAULT_PROMPT.format(fmt=fmt)
-        answer = await self.complete(prompt, segment.text, crop_png)
-        segment.llm = answer
-        if config.get("html") == "LLM":
-            segment.html = answer
-        if config.get("markdown") == "LLM":
-            segment.markdown = answer
+    Args:
+        segments: The document's segments (changed in place).
+        config: The task's configuration.
+        client: The configured endpoint, or None when there is none.
+
+    Returns:
+        None when nothing asked for the LLM, ``not_configured`` when something did but
+        there is no endpoint, else ``applied``.
+
+    Raises:
+        ServiceUnavailable: The endpoint failed for one of the segments.
+    """
+    todo = llm_requests(segments, config)
+    if not todo and config.llm_processing is None:
+        return None
+    if client is None:
+        return "not_configured"
+    await asyncio.gather(*(fill_segment(client, seg, opts) for seg, opts in todo))
+    return "applied"

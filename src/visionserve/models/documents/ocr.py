@@ -8,6 +8,9 @@ Two engines ship, both offline on CPU (see DESIGN.md, "Models and weights"):
 * ``rapidocr``: RapidOCR's default PP-OCR ONNX models, which ship in its wheel;
   it reports text lines, not words.
 
+The default setting, ``auto``, runs tesseract where it is installed and rapidocr
+elsewhere; :func:`resolve_ocr_engine` decides, and says which in one line.
+
 :func:`ocr_page` applies the contract's ``ocr_strategy``: ``All`` OCRs every
 page; ``Auto`` trusts a good PDF text layer and OCRs only what it lacks.
 """
@@ -264,11 +267,93 @@ OCR_ENGINES: dict[str, Callable[..., OcrEngine]] = {
 }
 
 
-def get_ocr_engine(name: str, **kwargs: Any) -> OcrEngine:
-    """Build an OCR engine by its registry name.
+#: The ``documents.ocr_engine`` setting that picks an engine by what is installed.
+AUTO = "auto"
+_SETTING = "VISIONSERVE_DOCUMENTS__OCR_ENGINE"
+_INSTALL_TESSERACT = "apt-get install tesseract-ocr tesseract-ocr-eng"
+
+
+def tesseract_problem(
+    binary: str = "tesseract", lang: str = "eng", *, timeout_s: float = 10.0
+) -> str | None:
+    """Why Tesseract cannot read ``lang`` on this machine, or None when it can.
+
+    Runs ``tesseract --list-langs`` once: the binary must be on ``PATH``, start,
+    and list the language's traineddata.
 
     Args:
-        name: A key of :data:`OCR_ENGINES`.
+        binary: The executable to look for on ``PATH``.
+        lang: The language whose data must be installed.
+        timeout_s: Longest the probe may take.
+
+    Returns:
+        A short reason such as ``"tesseract not found"``, or None.
+    """
+    path = shutil.which(binary)
+    if path is None:
+        return f"{binary} not found"
+    try:
+        proc = subprocess.run(
+            [path, "--list-langs"], capture_output=True, timeout=timeout_s, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{binary} does not run ({type(exc).__name__})"
+    listed = (proc.stdout + proc.stderr).decode("utf-8", "replace").splitlines()
+    if lang not in {line.strip() for line in listed}:
+        return f"{binary} has no {lang!r} language data"
+    return None
+
+
+def resolve_ocr_engine(name: str, *, lang: str = "eng") -> tuple[str, str]:
+    """The engine a ``documents.ocr_engine`` setting stands for here, and why.
+
+    ``auto`` is tesseract when :func:`tesseract_problem` finds none, else rapidocr.
+    An explicit ``tesseract`` is checked the same way, so that a server without it
+    fails at start-up rather than on its first page.
+
+    Args:
+        name: ``"auto"`` or a key of :data:`OCR_ENGINES`.
+        lang: The language tesseract must have data for.
+
+    Returns:
+        The engine's name in :data:`OCR_ENGINES`, and one line for the log that
+        says which engine runs and how to get the other.
+
+    Raises:
+        UnknownModel: No engine has that name.
+        OcrUnavailable: ``tesseract`` was asked for and cannot run here.
+    """
+    if name == AUTO:
+        problem = tesseract_problem(lang=lang)
+        if problem is None:
+            return "tesseract", (
+                f"OCR engine: tesseract (auto: tesseract is installed; "
+                f"set {_SETTING}=rapidocr for RapidOCR)"
+            )
+        return "rapidocr", (
+            f"OCR engine: rapidocr ({problem}; {_INSTALL_TESSERACT}, or set {_SETTING})"
+        )
+    if name not in OCR_ENGINES:
+        raise UnknownModel(name, list(OCR_ENGINES))
+    if name == "tesseract":
+        problem = tesseract_problem(lang=lang)
+        if problem is not None:
+            raise OcrUnavailable(
+                f"{_SETTING}=tesseract, but {problem}: {_INSTALL_TESSERACT}, "
+                f"or set {_SETTING}=auto to fall back to RapidOCR"
+            )
+        return "tesseract", f"OCR engine: tesseract (set by {_SETTING}; rapidocr is the other)"
+    return name, (
+        f"OCR engine: {name} (set by {_SETTING}; {_SETTING}=tesseract needs {_INSTALL_TESSERACT})"
+    )
+
+
+def get_ocr_engine(name: str, **kwargs: Any) -> OcrEngine:
+    """Build an OCR engine by its registry name, or by what is installed (``"auto"``).
+
+    Args:
+        name: A key of :data:`OCR_ENGINES`, or ``"auto"`` (see
+            :func:`resolve_ocr_engine`).
         **kwargs: Passed to the engine's constructor.
 
     Returns:
@@ -278,6 +363,8 @@ def get_ocr_engine(name: str, **kwargs: Any) -> OcrEngine:
         UnknownModel: No engine has that name.
         OcrUnavailable: The engine cannot run here.
     """
+    if name == AUTO:
+        name, _ = resolve_ocr_engine(name, lang=kwargs.get("lang", "eng"))
     try:
         factory = OCR_ENGINES[name]
     except KeyError:

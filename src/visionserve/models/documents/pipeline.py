@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from visionserve.models.documents.config import Configuration
 from visionserve.models.documents.types import Chunk, Page, Region, Segment
 
 log = logging.getLogger(__name__)
@@ -25,13 +26,13 @@ class ParseResult:
     page_errors: list[dict[str, Any]] = field(default_factory=list)
 
 
-def render_stage(data: bytes, page_number: int, config: dict[str, Any], max_pages: int) -> Page:
+def render_stage(data: bytes, page_number: int, config: Configuration, max_pages: int) -> Page:
     from visionserve.models.documents.source import load_pages
 
     (page,) = load_pages(
         data,
         file_name=None,
-        high_resolution=bool(config.get("high_resolution")),
+        high_resolution=config.high_resolution,
         max_pages=max_pages,
         page_numbers=[page_number],
         continue_on_error=True,
@@ -39,19 +40,19 @@ def render_stage(data: bytes, page_number: int, config: dict[str, Any], max_page
     return page
 
 
-def prepare_stage(data: bytes, config: dict[str, Any]) -> tuple[int, Any]:
+def prepare_stage(data: bytes, config: Configuration) -> tuple[int, Any]:
     """Page count and the style every page's segmentation needs to agree on."""
     from visionserve.models.documents.segments import document_style
     from visionserve.models.documents.source import count_pages, text_pages
 
-    pages = text_pages(data, high_resolution=bool(config.get("high_resolution")))
+    pages = text_pages(data, high_resolution=config.high_resolution)
     return count_pages(data), document_style(pages) if pages else None
 
 
 def segment_stage(
     page: Page,
     regions: list[Region] | None,
-    config: dict[str, Any],
+    config: Configuration,
     id_prefix: str,
     store_crop: Callable[[str, Any], str] | None = None,
     style: Any = None,
@@ -66,10 +67,11 @@ def segment_stage(
 
     if page.error:
         raise RuntimeError(page.error)
-    strategy = config.get("segmentation_strategy", "LayoutAnalysis")
-    segments = build_segments(page, regions, strategy=strategy, id_prefix=id_prefix, style=style)
+    segments = build_segments(
+        page, regions, strategy=config.segmentation_strategy, id_prefix=id_prefix, style=style
+    )
     if store_crop is not None:
-        for plan in apply_segment_processing(segments, config.get("segment_processing")):
+        for plan in apply_segment_processing(segments, config.segment_processing):
             if plan.crop:
                 seg = plan.segment
                 attach_image(seg, store_crop(seg.segment_id, crop(page, seg.bbox)))
@@ -144,7 +146,7 @@ class DocumentPipeline:
         self.max_pages = max_pages
         self._embedder: Any = None
 
-    def parse(self, data: bytes, config: dict[str, Any]) -> ParseResult:
+    def parse(self, data: bytes, config: Configuration) -> ParseResult:
         from visionserve.models.documents.ocr import ocr_page
 
         n, style = prepare_stage(data, config)
@@ -156,22 +158,22 @@ class DocumentPipeline:
                 page = render_stage(data, number, config, self.max_pages)
                 if page.error:
                     raise RuntimeError(page.error)
-                page = ocr_page(page, self.ocr, config.get("ocr_strategy", "All"))
+                page = ocr_page(page, self.ocr, config.ocr_strategy)
                 regions = (
                     self.layout.detect(page.image)
-                    if config.get("segmentation_strategy", "LayoutAnalysis") == "LayoutAnalysis"
+                    if config.segmentation_strategy == "LayoutAnalysis"
                     else None
                 )
                 segments += segment_stage(page, regions, config, f"{prefix}-{number}", None, style)
             except Exception as exc:
-                if config.get("error_handling") != "Continue":
+                if config.error_handling != "Continue":
                     raise
                 errors.append({"page": number, "error": str(exc)})
         chunks = chunk_stage(segments, config, self.model_home, self._embed_fn(config))
         return ParseResult(chunks, n, errors)
 
-    def _embed_fn(self, config: dict[str, Any]) -> Any:
-        if not (config.get("chunk_processing") or {}).get("embeddings"):
+    def _embed_fn(self, config: Configuration) -> Any:
+        if not config.chunk_processing.embeddings:
             return None
         if self._embedder is None:
             from visionserve.models.documents.embedding import Embedder
@@ -182,7 +184,7 @@ class DocumentPipeline:
 
 def chunk_stage(
     segments: list[Segment],
-    config: dict[str, Any],
+    config: Configuration,
     model_home: Path,
     embed: Callable[[list[str]], list[list[float]]] | None = None,
 ) -> list[Chunk]:
@@ -190,18 +192,18 @@ def chunk_stage(
     from visionserve.models.documents.segments import apply_segment_processing
     from visionserve.models.documents.tokenizers import get_tokenizer
 
-    processing = config.get("chunk_processing") or {}
-    tokenizer = get_tokenizer(processing.get("tokenizer") or "Word", model_home)
+    processing = config.chunk_processing
+    tokenizer = get_tokenizer(processing.tokenizer, model_home)
     # Each type's segment_processing decides what a segment adds to its chunk's text.
     plans = {
         p.segment.segment_id: p.embed
-        for p in apply_segment_processing(segments, config.get("segment_processing"))
+        for p in apply_segment_processing(segments, config.segment_processing)
     }
     chunks = chunk_segments(
         segments,
-        target_length=int(processing.get("target_length") or 512),
+        target_length=processing.target_length,
         tokenizer=tokenizer,
-        ignore_headers_and_footers=bool(processing.get("ignore_headers_and_footers", True)),
+        ignore_headers_and_footers=processing.ignore_headers_and_footers,
         embed_text=lambda seg: plans.get(seg.segment_id, seg.markdown or seg.text),
     )
     for chunk in chunks:

@@ -24,8 +24,8 @@ import pymupdf
 from PIL import Image, ImageOps
 
 from visionserve.errors import BadRequest, InvalidFormat, InvalidImage, VisionServeError
-from visionserve.images import MIME_TYPES, open_image, sniff_format
 from visionserve.models.documents.types import BBox, Page, TableCells, TextSpan
+from visionserve.platform.images import MIME_TYPES, open_image, sniff_format
 
 log = logging.getLogger(__name__)
 

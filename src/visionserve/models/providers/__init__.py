@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import httpx
 
-from visionserve.egress import EgressPolicy
 from visionserve.models.providers.base import Publisher, RemoteBackgroundRemover, RemoteResult
 from visionserve.models.providers.kie import KieRecraftRemover
 from visionserve.models.providers.runware import RunwareRemover
+from visionserve.platform.egress import EgressPolicy
 from visionserve.settings import Settings
 
 __all__ = [

@@ -26,13 +26,13 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import httpx
 
-from visionserve.egress import EgressPolicy
 from visionserve.errors import (
     EgressRefused,
     ServiceUnavailable,
     Unprocessable,
     VisionServeError,
 )
+from visionserve.platform.egress import EgressPolicy
 from visionserve.settings import MB, EgressSettings
 
 #: Turns a PNG into a URL a provider can fetch (a signed blob URL in production).

@@ -23,9 +23,9 @@ from typing import Any
 
 import httpx
 
-from visionserve.egress import EgressPolicy
 from visionserve.errors import Unprocessable
 from visionserve.models.providers.base import HttpRemover, Publisher, data_uri
+from visionserve.platform.egress import EgressPolicy
 from visionserve.settings import MB
 
 MODEL = "recraft/remove-background"

@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 
-from visionserve.egress import EgressPolicy
 from visionserve.models.providers.base import HttpRemover, data_uri
+from visionserve.platform.egress import EgressPolicy
 from visionserve.settings import MB
 
 # The documented task name; "imageBackgroundRemoval" is its older alias.

@@ -17,7 +17,7 @@ from PIL import Image
 
 from visionserve.errors import UnknownModel
 from visionserve.models.upscale.lanczos import SCALES, LanczosUpscaler, upscale_lanczos
-from visionserve.models.upscale.waifu2x import Waifu2x
+from visionserve.models.upscale.waifu2x import VARIANTS, Waifu2x
 
 
 class Upscaler(Protocol):
@@ -42,6 +42,19 @@ UPSCALERS: dict[str, Callable[..., Upscaler]] = {
     "waifu2x-cunet": partial(Waifu2x, variant="cunet"),
     "waifu2x-upconv7": partial(Waifu2x, variant="upconv7"),
 }
+
+
+def available_upscalers(model_home: Path) -> list[str]:
+    """The registered methods whose weight files are in ``model_home``, sorted.
+
+    Lanczos needs none. Only checks that the files exist (nothing is loaded), so the
+    app builder can say which methods the cluster offers before any replica starts.
+    """
+    found = ["lanczos"]
+    for variant, spec in VARIANTS.items():
+        if (Path(model_home) / spec.file).is_file():
+            found.append(f"waifu2x-{variant}")
+    return sorted(m for m in found if m in UPSCALERS)
 
 
 def get_upscaler(method: str, model_home: Path, *, threads: int | None = None) -> Upscaler:
@@ -73,6 +86,7 @@ __all__ = [
     "LanczosUpscaler",
     "Upscaler",
     "Waifu2x",
+    "available_upscalers",
     "get_upscaler",
     "upscale_lanczos",
 ]

@@ -1,0 +1,1 @@
+"""Shared machinery every surface uses: context, job worker, webhooks, egress, images, LLM."""

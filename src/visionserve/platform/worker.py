@@ -1,0 +1,274 @@
+"""Job kinds and the worker loop that runs them (Ray-free; the Serve deployment owns one).
+
+Surfaces register their job kinds with :func:`job_kind`; the worker claims jobs from
+the durable queue, runs the handler beside a heartbeat that keeps the lease alive,
+and stops the handler when the job is cancelled or the lease is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from visionserve.errors import JobCancelled, public_failure
+from visionserve.store.queue import Claimed
+from visionserve.store.records import Job
+
+if TYPE_CHECKING:
+    from visionserve.platform.context import AppContext
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["JobContext"], Coroutine[Any, Any, dict[str, Any]]]
+PayloadBuilder = Callable[[Job], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A kind of job: its handler and, optionally, the webhook body its contract wants."""
+
+    name: str
+    handler: Handler
+    webhook_payload: PayloadBuilder | None = None
+
+
+REGISTRY: dict[str, JobKind] = {}
+Chore = Callable[["AppContext"], Coroutine[Any, Any, None]]
+# Maintenance (expiry sweeps, ...) every worker runs: name -> (interval_s, function).
+PERIODIC: dict[str, tuple[float, Chore]] = {}
+
+
+def job_kind(
+    name: str, *, webhook_payload: PayloadBuilder | None = None
+) -> Callable[[Handler], Handler]:
+    """Register an async handler for the job kind ``name`` (e.g. ``"cutout.shotgun"``)."""
+
+    def register(handler: Handler) -> Handler:
+        REGISTRY[name] = JobKind(name, handler, webhook_payload)
+        return handler
+
+    return register
+
+
+def periodic(name: str, interval_s: float) -> Callable[[Chore], Chore]:
+    """Register ``fn(app)`` to run every ``interval_s`` on each job worker.
+
+    Functions must be idempotent: with several workers they run concurrently.
+    """
+
+    def register(fn: Chore) -> Chore:
+        PERIODIC[name] = (interval_s, fn)
+        return fn
+
+    return register
+
+
+def load_job_modules(modules: Iterable[str]) -> None:
+    """Import the modules whose ``@job_kind`` decorators fill the registry."""
+    for module in modules:
+        importlib.import_module(module)
+
+
+@dataclass
+class JobContext:
+    """Handed to a handler: its payload, progress reporting and cancellation."""
+
+    job_id: str
+    kind: str
+    payload: dict[str, Any]
+    attempt: int
+    # The worker's services (settings, stores, model handles, Ray-side runtime).
+    app: AppContext
+    _progress: float | None = None
+    _message: str | None = None
+    _metrics: dict[str, Any] | None = None
+    cancelled: bool = False
+
+    def progress(
+        self, fraction: float, message: str | None = None, metrics: dict[str, Any] | None = None
+    ) -> None:
+        """Record progress (0..1) and live metrics; the next heartbeat stores them."""
+        self._progress = fraction
+        if message is not None:
+            self._message = message
+        if metrics is not None:
+            self._metrics = metrics
+
+    def raise_if_cancelled(self) -> None:
+        if self.cancelled:
+            raise JobCancelled("job was cancelled")
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    """Claims and runs jobs; ``concurrency`` jobs at a time."""
+
+    def __init__(
+        self,
+        app: AppContext,
+        *,
+        kinds: dict[str, JobKind] | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.queue = app.queue
+        self.kinds = kinds if kinds is not None else REGISTRY
+        self.app = app
+        self.worker_id = worker_id or default_worker_id()
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self._stopping = asyncio.Event()
+
+    @property
+    def settings(self):  # type: ignore[no-untyped-def]
+        return self.queue.settings
+
+    async def run(self) -> None:
+        """Poll until :meth:`stop`; each free slot claims the next job."""
+        log.info("worker %s started (kinds: %s)", self.worker_id, sorted(self.kinds))
+        chores = [
+            asyncio.create_task(self._every(name, interval, fn))
+            for name, (interval, fn) in PERIODIC.items()
+        ]
+        try:
+            await self._claim_loop()
+        finally:
+            for chore in chores:
+                chore.cancel()
+
+    async def _every(
+        self,
+        name: str,
+        interval_s: float,
+        fn: Chore,
+    ) -> None:
+        while not self._stopping.is_set():
+            try:
+                await fn(self.app)
+            except Exception:
+                log.exception("periodic %s failed; retrying in %.0f s", name, interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), interval_s)
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping.is_set():
+            claimed = None
+            if len(self.running) < self.settings.concurrency:
+                try:
+                    claimed = await asyncio.to_thread(
+                        self.queue.claim, self.worker_id, sorted(self.kinds)
+                    )
+                except Exception:
+                    log.exception("claim failed; retrying")
+            if claimed is not None:
+                task = asyncio.create_task(self._run_job(claimed))
+                self.running[claimed.id] = task
+                task.add_done_callback(partial(self._forget, claimed.id))
+                continue  # a slot may still be free: claim again at once
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.poll_s)
+
+    def _forget(self, job_id: str, _task: asyncio.Task[None]) -> None:
+        self.running.pop(job_id, None)
+
+    async def stop(self) -> None:
+        """Stop claiming; give running jobs back to the queue for another worker."""
+        self._stopping.set()
+        for job_id, task in list(self.running.items()):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            await asyncio.to_thread(self.queue.release, job_id, self.worker_id)
+
+    async def _run_job(self, claimed: Claimed) -> None:
+        ctx = JobContext(claimed.id, claimed.kind, claimed.payload, claimed.attempt, self.app)
+        kind = self.kinds[claimed.kind]
+        handler = asyncio.create_task(kind.handler(ctx))
+        beat = asyncio.create_task(self._heartbeat(ctx, handler))
+        try:
+            result = await handler
+        except asyncio.CancelledError:
+            if self._stopping.is_set():
+                raise
+            if ctx.cancelled:
+                await asyncio.to_thread(self.queue.mark_cancelled, claimed.id, self.worker_id)
+            # else: the lease was lost; the job belongs to another worker now.
+            return
+        except JobCancelled:
+            await asyncio.to_thread(self.queue.mark_cancelled, claimed.id, self.worker_id)
+        except Exception as exc:
+            # The job's stored error is what its client sees: the public face only;
+            # an unexpected exception is logged here under the job's id.
+            failure = public_failure(exc, ref=f"job {claimed.id}", logger=log)
+            log.info("job %s (%s) failed: %s", claimed.id, claimed.kind, failure.code)
+            await asyncio.to_thread(self.queue.fail, claimed.id, self.worker_id, failure)
+        else:
+            await asyncio.to_thread(self.queue.complete, claimed.id, self.worker_id, result)
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+
+    async def _heartbeat(self, ctx: JobContext, handler: asyncio.Task[Any]) -> None:
+        while not handler.done():
+            await asyncio.sleep(self.settings.heartbeat_s)
+            try:
+                beat = await asyncio.to_thread(
+                    self.queue.heartbeat,
+                    ctx.job_id,
+                    self.worker_id,
+                    ctx._progress,
+                    ctx._message,
+                    ctx._metrics,
+                )
+            except Exception:
+                log.exception("heartbeat for job %s failed", ctx.job_id)
+                continue
+            if beat.cancel_requested and not ctx.cancelled:
+                ctx.cancelled = True
+                handler.cancel()
+            elif not beat.owned:
+                log.warning("job %s: lease lost; stopping the handler", ctx.job_id)
+                handler.cancel()
+
+
+def terminal_webhook(session: Any, job: Job) -> None:
+    """Queue hook: announce a finished job to its ``webhook_url`` (same transaction)."""
+    if not job.webhook_url:
+        return
+    from visionserve.platform import (
+        webhooks,  # local: webhooks pulls httpx, workers may not need it
+    )
+
+    kind = REGISTRY.get(job.kind)
+    payload = (
+        kind.webhook_payload(job)
+        if kind is not None and kind.webhook_payload is not None
+        else {
+            "event": f"job.{job.status}",
+            "job_id": job.id,
+            "status": job.status,
+            "result": job.result,
+            "error": job.error,
+            "error_category": job.error_category,
+            "retryable": job.error_retryable,
+        }
+    )
+    webhooks.enqueue(
+        session,
+        event_id=f"job.{job.status}:{job.id}",
+        event_type=f"job.{job.status}",
+        url=job.webhook_url,
+        payload=payload,
+        secret=job.webhook_secret,
+    )

@@ -1,1 +1,0 @@
-"""Business logic per surface, between the thin routers and the Serve graphs."""

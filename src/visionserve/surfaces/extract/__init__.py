@@ -1,0 +1,18 @@
+"""extract: schema-guided extraction from images (contract: imggo-api.md, under /extract/api)."""
+
+from __future__ import annotations
+
+from visionserve.api.surface import Surface
+from visionserve.surfaces.extract.routes import render_error
+
+SURFACE = Surface(
+    name="extract",
+    mount="/extract/api",
+    title="extract",
+    description="Patterns (instructions + schema) turn images into structured JSON.",
+    render_error=render_error,
+    requires_key=True,
+    rate_limit_per_minute=1000,
+    idempotency=True,
+    validation_status=400,
+)

@@ -1,0 +1,123 @@
+"""The worker loop: runs handlers, reports progress, honours cancel, survives lease loss."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from visionserve.errors import BadRequest
+from visionserve.platform.context import build_context
+from visionserve.platform.worker import JobContext, JobKind, Worker
+from visionserve.store.db import session_scope
+from visionserve.store.queue import JobQueue, enqueue
+
+
+async def echo(ctx: JobContext) -> dict:  # type: ignore[type-arg]
+    return {"echo": ctx.payload}
+
+
+async def slow(ctx: JobContext) -> dict:  # type: ignore[type-arg]
+    for i in range(100):
+        ctx.progress(i / 100, f"step {i}")
+        await asyncio.sleep(0.05)
+    return {"done": True}
+
+
+async def bad(ctx: JobContext) -> dict:  # type: ignore[type-arg]
+    raise BadRequest("payload is wrong", code="bad_payload")
+
+
+async def crash(ctx: JobContext) -> dict:  # type: ignore[type-arg]
+    raise RuntimeError("/secret/server/path kaput")
+
+
+KINDS = {
+    k.name: k
+    for k in (
+        JobKind("echo", echo),
+        JobKind("slow", slow),
+        JobKind("bad", bad),
+        JobKind("crash", crash),
+    )
+}
+
+
+def add(settings, kind: str) -> str:  # type: ignore[no-untyped-def]
+    with session_scope(settings.database_url) as s:
+        return enqueue(s, surface="t", kind=kind, payload={"k": kind}, settings=settings.jobs).id
+
+
+async def wait_status(queue: JobQueue, job_id: str, status: str, timeout: float = 10) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if (await asyncio.to_thread(queue.get, job_id)).status == status:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id} never became {status}: {queue.get(job_id).status}")
+
+
+@pytest.fixture
+def queue(settings) -> JobQueue:  # type: ignore[no-untyped-def]
+    return JobQueue(settings.database_url, settings.jobs)
+
+
+async def test_runs_jobs_and_records_outcomes(settings, queue, library_log) -> None:  # type: ignore[no-untyped-def]
+    worker = Worker(build_context(settings), kinds=KINDS)
+    loop = asyncio.create_task(worker.run())
+    ids = {k: add(settings, k) for k in ("echo", "bad", "crash")}
+    try:
+        await wait_status(queue, ids["echo"], "completed")
+        await wait_status(queue, ids["bad"], "failed")
+        await wait_status(queue, ids["crash"], "failed")
+    finally:
+        await worker.stop()
+        await loop
+    assert queue.get(ids["echo"]).result == {"echo": {"k": "echo"}}
+    failed = queue.get(ids["bad"])
+    assert (failed.error, failed.error_code) == ("payload is wrong", "bad_payload")
+    assert (failed.error_category, failed.error_retryable) == ("invalid_input", False)
+    # An unexpected exception: the stored (public) error names the job, not the internals...
+    crashed = queue.get(ids["crash"])
+    assert crashed.error_code == "internal_error" and crashed.error_category == "internal"
+    assert crashed.error_retryable is False
+    assert "/secret" not in crashed.error and "kaput" not in crashed.error
+    assert "RuntimeError" not in crashed.error and ids["crash"] in crashed.error
+    # ...and the log has the whole exception under that job id.
+    (record,) = [r for r in library_log.records if r.exc_info and ids["crash"] in r.getMessage()]
+    assert record.levelname == "ERROR"
+    assert "/secret/server/path kaput" in library_log.text
+
+
+async def test_progress_then_cancel_stops_the_handler(settings, queue) -> None:  # type: ignore[no-untyped-def]
+    worker = Worker(build_context(settings), kinds=KINDS)
+    loop = asyncio.create_task(worker.run())
+    job_id = add(settings, "slow")
+    try:
+        await wait_status(queue, job_id, "processing")
+        await asyncio.sleep(0.8)
+        seen = await asyncio.to_thread(queue.get, job_id)
+        assert 0 < seen.progress < 1 and seen.message.startswith("step")
+        await asyncio.to_thread(queue.cancel, job_id)
+        await wait_status(queue, job_id, "cancelled", timeout=3)
+        assert job_id not in worker.running
+    finally:
+        await worker.stop()
+        await loop
+
+
+async def test_stop_hands_running_jobs_back(settings, queue) -> None:  # type: ignore[no-untyped-def]
+    worker = Worker(build_context(settings), kinds=KINDS)
+    loop = asyncio.create_task(worker.run())
+    job_id = add(settings, "slow")
+    await wait_status(queue, job_id, "processing")
+    await worker.stop()
+    await loop
+    job = queue.get(job_id)
+    assert (job.status, job.attempts) == ("queued", 0)
+    other = Worker(build_context(settings), kinds=KINDS)
+    loop = asyncio.create_task(other.run())
+    try:
+        await wait_status(queue, job_id, "completed", timeout=15)
+    finally:
+        await other.stop()
+        await loop
