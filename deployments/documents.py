@@ -22,11 +22,14 @@ from visionserve.store.blobs import make_blob_store
 # logs/serve/ and stderr, which `serve run` shows); records of other loggers below
 # WARNING are dropped there.
 log = logging.getLogger("ray.serve")
+GiB = 1024**3
 
 
 @serve.deployment(
     name="doc-pages",
-    ray_actor_options={"num_cpus": 0.1},
+    # 0.2 GB at rest; a page renders to 32 MP at most (source.DEFAULT_MAX_RENDER_PIXELS:
+    # 96 MB of RGB, twice while it is copied out of MuPDF), a few pages at a time.
+    ray_actor_options={"num_cpus": 0.1, "memory": 1 * GiB},
     autoscaling_config=autoscaling(8),
     max_ongoing_requests=32,
     max_queued_requests=512,
@@ -88,7 +91,8 @@ class DocumentPages:
 
 @serve.deployment(
     name="ocr",
-    ray_actor_options={"num_cpus": 0.2},
+    # 0.2 GB at rest; up to four pages in flight.
+    ray_actor_options={"num_cpus": 0.2, "memory": 3 * GiB // 4},
     autoscaling_config=autoscaling(2),
     max_ongoing_requests=4,
     max_queued_requests=512,
@@ -119,7 +123,8 @@ class Ocr:
 
 @serve.deployment(
     name="layout",
-    ray_actor_options={"num_cpus": 0.2},
+    # 0.37 GB at rest (the CDLA model); pages are resized to the model's input.
+    ray_actor_options={"num_cpus": 0.2, "memory": 3 * GiB // 4},
     autoscaling_config=autoscaling(2),
     max_ongoing_requests=4,
     max_queued_requests=512,

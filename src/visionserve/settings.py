@@ -48,6 +48,12 @@ class AuthSettings(BaseModel):
 class LimitSettings(BaseModel):
     max_request_bytes: int = Field(50 * MB, gt=0)
     max_image_pixels: int = Field(64_000_000, gt=0)
+    # Largest image an operation may produce (an upscale's width * height * scale**2, each
+    # cut-out of /cutout/process), checked before any work: over it is a 413. Sized to a
+    # 2-core, 24 GiB machine: a 32 MP x4 upscale (1414x1414 -> 5656x5656) measured +0.18 GB
+    # with Lanczos and +0.56 GB with waifu2x-upconv7 (alpha, PNG included); cunet, about
+    # +0.75 GB, takes about 4 minutes on one core there.
+    max_output_pixels: int = Field(32_000_000, gt=0)
     max_download_bytes: int = Field(50 * MB, gt=0)
     # Requests per minute per key (or client address) on a surface without its own limit.
     rate_limit_per_minute: int = Field(60, gt=0)

@@ -540,3 +540,101 @@ async def test_model_failures_show_only_their_public_face(  # type: ignore[no-un
     # The log has every one of them in full.
     crashes = [r for r in library_log.records if r.exc_info and "kaput" in str(r.exc_info[1])]
     assert len(crashes) == 4, [r.getMessage() for r in crashes]
+
+
+# --- output size limit -------------------------------------------------------------
+
+
+def flat_rgba_png(size: tuple[int, int]) -> str:
+    """A flat RGBA PNG: 7999x7999 compresses to about 250 KB, well under the input caps."""
+    buf = io.BytesIO()
+    Image.new("RGBA", size, (40, 90, 160, 255)).save(buf, "PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def record_client(settings, models, calls: list[str]) -> httpx.AsyncClient:  # type: ignore[no-untyped-def]
+    settings.model_home = get_settings().model_home
+    ctx = cutout_context(
+        settings,
+        {"local_u2netp": models["local_u2netp"]},
+        {"local_u2netp": "U2netp"},
+        models["upscale"],
+        calls,
+    )
+    app = create_app(ctx, [load_surface("cutout")])
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=60
+    )
+
+
+async def test_upscale_over_the_output_limit_is_refused_before_any_work(settings, models) -> None:  # type: ignore[no-untyped-def]
+    """The issue's request: 7999x7999 RGBA (under the 64 MP input cap) at x4 is a 1 GP output."""
+    calls: list[str] = []
+    image = flat_rgba_png((7999, 7999))
+    async with record_client(settings, models, calls) as client:
+        r = await client.post("/cutout/upscale", json={"image": image, "scale_factor": 4})
+    err = r.json()["error"]
+    assert r.status_code == 413 and err["type"] == "image_too_large", r.text
+    limit = settings.limits.max_output_pixels
+    assert err["details"]["max_output_pixels"] == limit == 32_000_000
+    assert err["details"]["output_pixels"] == 7999 * 7999 * 16
+    assert err["details"]["max_input_pixels_at_scale"] == limit // 16
+    assert str(limit) in err["message"]
+    assert calls == []  # no model was called
+
+
+@pytest.mark.parametrize("kind", ["upscale", "process"])
+async def test_output_limit_is_inclusive_and_per_scale(settings, models, kind) -> None:  # type: ignore[no-untyped-def]
+    calls: list[str] = []
+    scene, _ = object_scene(size=(64, 48))
+    settings.limits.max_output_pixels = 64 * 48 * 4  # x2 exactly fits, x4 does not
+    field = "scale_factor" if kind == "upscale" else "upscale_factor"
+    async with record_client(settings, models, calls) as client:
+        ok = await client.post(f"/cutout/{kind}", json={"image": b64(scene), field: 2})
+        assert ok.status_code == 200, ok.text
+        calls.clear()
+        r = await client.post(f"/cutout/{kind}", json={"image": b64(scene), field: 4})
+    err = r.json()["error"]
+    assert r.status_code == 413 and err["type"] == "image_too_large", r.text
+    assert err["details"]["max_output_pixels"] == 64 * 48 * 4
+    assert (err["details"]["output_width"], err["details"]["output_height"]) == (256, 192)
+    # /process refuses before background removal runs: its cut-outs could not be upscaled.
+    assert calls == []
+
+
+async def test_background_removal_alone_has_no_output_limit(settings, models) -> None:  # type: ignore[no-untyped-def]
+    scene, _ = object_scene(size=(64, 48))
+    settings.limits.max_output_pixels = 100  # smaller than the image: it never grows
+    async with record_client(settings, models, []) as client:
+        r = await client.post("/cutout/remove-background", json={"image": b64(scene)})
+    assert r.status_code == 200, r.text
+
+
+async def test_async_request_over_the_limit_is_not_queued(settings, models, receiver) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import func, select
+
+    from visionserve.store.db import session_scope
+    from visionserve.store.records import Job
+
+    scene, _ = object_scene(size=(64, 48))
+    settings.limits.max_output_pixels = 64 * 48 * 4
+    async with record_client(settings, models, []) as client:
+        r = await client.post(
+            "/cutout/upscale",
+            json={"image": b64(scene), "scale_factor": 4, "webhook_url": receiver.url},
+        )
+    assert r.status_code == 413 and r.json()["error"]["type"] == "image_too_large", r.text
+    with session_scope(settings.database_url) as db:
+        assert db.scalar(select(func.count()).select_from(Job)) == 0
+
+
+async def test_upscale_deployment_checks_the_output_size_itself(models, database_url) -> None:  # type: ignore[no-untyped-def]
+    """Not every caller is the ingress: the replica refuses before allocating anything."""
+    from visionserve.errors import PayloadTooLarge
+
+    upscale = models["upscale"]
+    huge = np.broadcast_to(np.zeros(4, np.uint8), (7999, 7999, 4))  # no memory behind it
+    with pytest.raises(PayloadTooLarge) as info:
+        await upscale.upscale(huge, 4, "lanczos", "png")  # type: ignore[attr-defined]
+    assert info.value.details["max_output_pixels"] == upscale.max_output_pixels  # type: ignore[attr-defined]
+    assert upscale.budget.in_flight == 0  # type: ignore[attr-defined]

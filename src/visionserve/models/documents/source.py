@@ -1,6 +1,7 @@
 """Turn an uploaded document (PDF or image) into rendered :class:`Page` objects.
 
-A PDF page is rendered with PyMuPDF at 150 DPI (300 with ``high_resolution``) and
+A PDF page is rendered with PyMuPDF at 150 DPI (300 with ``high_resolution``), or
+at the highest lower DPI (down to 72) whose image fits the render pixel limit, and
 keeps what the file itself knows: its text layer as :class:`TextSpan` objects and
 its ruled tables as :class:`TableCells`, all in page-image pixels. An image file
 (PNG, JPEG, WEBP, TIFF with every frame a page) becomes pages at its own size,
@@ -34,6 +35,12 @@ DPI = 150
 HIGH_RES_DPI = 300
 #: Default pixel limit per page (the same default as ``settings.limits.max_image_pixels``).
 DEFAULT_MAX_PIXELS = 64_000_000
+#: Default pixel limit of a rendered PDF page (the same default as
+#: ``settings.limits.max_output_pixels``): 32 MP of RGB is 96 MB, and an A2 page at 300 DPI.
+DEFAULT_MAX_RENDER_PIXELS = 32_000_000
+#: The lowest DPI a page too large for the render limit is brought down to; a page that
+#: does not fit even there (a 200-inch MediaBox) is refused, like a decompression bomb.
+MIN_DPI = 72
 #: The kinds :func:`sniff_document` accepts.
 DOCUMENT_KINDS = ("pdf", "png", "jpeg", "tiff", "webp")
 
@@ -108,6 +115,7 @@ def load_pages(
     page_numbers: list[int] | None = None,
     continue_on_error: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_render_pixels: int = DEFAULT_MAX_RENDER_PIXELS,
 ) -> list[Page]:
     """Render a document's pages; see :func:`iter_pages` for the arguments.
 
@@ -123,6 +131,7 @@ def load_pages(
             page_numbers=page_numbers,
             continue_on_error=continue_on_error,
             max_pixels=max_pixels,
+            max_render_pixels=max_render_pixels,
         )
     )
 
@@ -136,6 +145,7 @@ def iter_pages(
     page_numbers: list[int] | None = None,
     continue_on_error: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_render_pixels: int = DEFAULT_MAX_RENDER_PIXELS,
 ) -> Iterator[Page]:
     """Render a document's pages one at a time (a 300 DPI A4 page is 26 MB).
 
@@ -150,7 +160,10 @@ def iter_pages(
         page_numbers: 1-based pages to load, in this order; all pages when None.
         continue_on_error: When a single page fails (rendering, decoding, size),
             yield it with ``error`` set and a blank white image instead of raising.
-        max_pixels: The largest ``width * height`` of a page image.
+        max_pixels: The largest ``width * height`` of an image file's page.
+        max_render_pixels: The largest ``width * height`` of a rendered PDF page
+            (``settings.limits.max_output_pixels``): a larger page is rendered at a
+            lower DPI (``Page.dpi`` says which), down to :data:`MIN_DPI`.
 
     Yields:
         One :class:`Page` per requested page.
@@ -167,13 +180,13 @@ def iter_pages(
             numbers = _select(doc.page_count, max_pages, page_numbers)
             for number in numbers:
                 yield _guarded(
-                    partial(_render_pdf_page, doc, number, dpi, max_pixels),
+                    partial(_render_pdf_page, doc, number, dpi, max_render_pixels),
                     number=number,
                     dpi=dpi,
                     size=_pdf_page_size(doc, number, dpi),
                     continue_on_error=continue_on_error,
                     file_name=file_name,
-                    max_pixels=max_pixels,
+                    max_pixels=max_render_pixels,
                 )
         finally:
             doc.close()
@@ -196,11 +209,13 @@ def iter_pages(
 # --- PDF ---------------------------------------------------------------------------
 
 
-def text_pages(data: bytes, *, high_resolution: bool) -> list[Page]:
+def text_pages(
+    data: bytes, *, high_resolution: bool, max_render_pixels: int = DEFAULT_MAX_RENDER_PIXELS
+) -> list[Page]:
     """Every page's text layer without rendering pixels: what ``document_style`` reads.
 
     The page image is a zero-stride placeholder of the right size (no memory), so
-    positions and sizes agree with the rendered pages of the same DPI.
+    positions and sizes agree with the rendered pages (each at the DPI it renders at).
     """
     if sniff_document(data) != "pdf":
         return []
@@ -212,14 +227,12 @@ def text_pages(data: bytes, *, high_resolution: bool) -> list[Page]:
         for number in range(1, doc.page_count + 1):
             page = doc[number - 1]
             rect = page.rect
-            width, height = (
-                max(1, round(rect.width * dpi / 72)),
-                max(1, round(rect.height * dpi / 72)),
-            )
+            page_dpi = render_dpi(rect.width, rect.height, dpi, max_render_pixels) or dpi
+            width, height = _pixel_size(rect.width, rect.height, page_dpi)
             scale = pymupdf.Matrix(width / rect.width, height / rect.height)
-            spans = _text_spans(page, page.rotation_matrix * scale, dpi / 72) or None
+            spans = _text_spans(page, page.rotation_matrix * scale, page_dpi / 72) or None
             image = np.broadcast_to(blank, (height, width, 3))
-            pages.append(Page(number=number, image=image, dpi=dpi, spans=spans))
+            pages.append(Page(number=number, image=image, dpi=page_dpi, spans=spans))
     finally:
         doc.close()
     return pages
@@ -254,25 +267,64 @@ def _open_pdf(data: bytes) -> pymupdf.Document:
 def _pdf_page_size(doc: pymupdf.Document, number: int, dpi: int) -> tuple[int, int]:
     try:
         rect = doc[number - 1].rect
-        return max(1, round(rect.width * dpi / 72)), max(1, round(rect.height * dpi / 72))
+        return _pixel_size(rect.width, rect.height, dpi)
     except Exception:
         return _a4(dpi)
+
+
+def render_dpi(width_pt: float, height_pt: float, dpi: int, max_pixels: int) -> int | None:
+    """The DPI to render a page of this size at, checked before any pixel is made.
+
+    Args:
+        width_pt: Page width in points (1/72 inch).
+        height_pt: Page height in points.
+        dpi: The DPI asked for.
+        max_pixels: The largest ``width * height`` of the rendered image.
+
+    Returns:
+        ``dpi`` when the page fits at it, else the highest lower DPI at which it fits,
+        or None when it does not fit even at :data:`MIN_DPI`.
+    """
+    width, height = _pixel_size(width_pt, height_pt, dpi)
+    if width * height <= max_pixels:
+        return dpi
+    # Pixels grow with the square of the DPI; step down from just above the estimate,
+    # since each side is rounded.
+    fit = min(dpi - 1, int(dpi * (max_pixels / (width * height)) ** 0.5) + 1)
+    while fit >= MIN_DPI:
+        width, height = _pixel_size(width_pt, height_pt, fit)
+        if width * height <= max_pixels:
+            return fit
+        fit -= 1
+    return None
+
+
+def _pixel_size(width_pt: float, height_pt: float, dpi: int) -> tuple[int, int]:
+    return max(1, round(width_pt * dpi / 72)), max(1, round(height_pt * dpi / 72))
 
 
 def _render_pdf_page(doc: pymupdf.Document, number: int, dpi: int, max_pixels: int) -> Page:
     page = doc[number - 1]
     rect = page.rect  # the visible page, rotation applied
+    fit = render_dpi(rect.width, rect.height, dpi, max_pixels)
+    if fit is None:
+        # A 200-inch MediaBox is a render bomb just like a 50000x50000 PNG.
+        width, height = _pixel_size(rect.width, rect.height, dpi)
+        low_w, low_h = _pixel_size(rect.width, rect.height, MIN_DPI)
+        raise BadRequest(
+            f"Page {number} is {width}x{height} pixels at {dpi} DPI ({low_w}x{low_h} at "
+            f"{MIN_DPI} DPI); the limit is {max_pixels} pixels",
+            code="page_too_large",
+            details={"page": number, "width": width, "height": height, "max_pixels": max_pixels},
+        )
+    if fit != dpi:
+        log.info(
+            "page %d rendered at %d DPI, not %d: %d pixels at most", number, fit, dpi, max_pixels
+        )
+        dpi = fit
     # Scale to exactly round(size * dpi / 72) pixels: MuPDF rounds outwards, which
     # makes an A4 page 1241x1754 at 150 DPI instead of the expected 1240x1754.
-    width, height = max(1, round(rect.width * dpi / 72)), max(1, round(rect.height * dpi / 72))
-    if width * height > max_pixels:
-        # A 200-inch MediaBox is a render bomb just like a 50000x50000 PNG.
-        raise BadRequest(
-            f"Page {number} is {width}x{height} pixels at {dpi} DPI; the limit is "
-            f"{max_pixels} pixels",
-            code="page_too_large",
-            details={"page": number, "width": width, "height": height},
-        )
+    width, height = _pixel_size(rect.width, rect.height, dpi)
     scale = pymupdf.Matrix(width / rect.width, height / rect.height)
     pix = page.get_pixmap(matrix=scale, alpha=False, colorspace=pymupdf.csRGB)
     image = (

@@ -13,12 +13,20 @@ half a grey level.
 
 from __future__ import annotations
 
+import itertools
+
 from PIL import Image
 
 from visionserve.errors import BadRequest
 
 #: Upscale factors every upscaler accepts.
 SCALES = (2, 4)
+#: Output pixels per strip of a large Lanczos upscale (16 MB of RGBA).
+STRIP_PIXELS = 4_000_000
+# Source rows a Lanczos output row reads on either side (3 when upscaling), plus margin.
+_SUPPORT = 4
+# Fewest source rows per strip: strips are then at least 8 rows once balanced.
+_MIN_STRIP_ROWS = 16
 
 
 def check_scale(scale: int) -> None:
@@ -63,6 +71,12 @@ def flatten(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)
 def upscale_lanczos(img: Image.Image, scale: int, *, preserve_alpha: bool = True) -> Image.Image:
     """Upscale by an integer factor with a Lanczos filter.
 
+    A large output is made in strips of about :data:`STRIP_PIXELS` output pixels,
+    pasted into the result: memory holds the input, the output and one strip, where
+    resizing in one call holds two more full-size buffers (Pillow's intermediate and
+    the premultiplied copy). Each strip reads its Lanczos support from the rows around
+    it, so the result equals the one-call resize exactly.
+
     Args:
         img: Any Pillow image.
         scale: 2 or 4; the output is exactly ``(width * scale, height * scale)``.
@@ -79,12 +93,32 @@ def upscale_lanczos(img: Image.Image, scale: int, *, preserve_alpha: bool = True
     """
     check_scale(scale)
     img = normalize_mode(img) if preserve_alpha else flatten(img)
-    size = (img.width * scale, img.height * scale)
-    if img.mode == "RGBA":
-        # Explicit rather than relying on Image.resize doing it implicitly: the
-        # premultiplied round trip is what makes the edges clean.
-        return img.convert("RGBa").resize(size, Image.Resampling.LANCZOS).convert("RGBA")
-    return img.resize(size, Image.Resampling.LANCZOS)
+    width, height = img.width * scale, img.height * scale
+    # Explicit rather than relying on Image.resize doing it implicitly: the
+    # premultiplied round trip is what makes the edges clean.
+    premultiplied = img.mode == "RGBA"
+    source = img.convert("RGBa") if premultiplied else img
+    rows = max(_MIN_STRIP_ROWS, STRIP_PIXELS // (width * scale))  # source rows per strip
+    if rows >= img.height:
+        out = source.resize((width, height), Image.Resampling.LANCZOS)
+        return out.convert("RGBA") if premultiplied else out
+    count = -(-img.height // rows)
+    edges = [round(i * img.height / count) for i in range(count + 1)]
+    out = Image.new(img.mode, (width, height))
+    for top, bottom in itertools.pairwise(edges):
+        # Resize a crop holding the strip's source rows and their Lanczos support, not
+        # the whole source with a box: Pillow runs the vertical pass first when the
+        # output is shorter than its source, which rounds differently from the
+        # horizontal-first pass of the one-call resize. Strips of 8 or more source rows
+        # keep every strip's output taller than its crop.
+        y0, y1 = max(0, top - _SUPPORT), min(img.height, bottom + _SUPPORT)
+        strip = source.crop((0, y0, img.width, y1)).resize(
+            (width, (bottom - top) * scale),
+            Image.Resampling.LANCZOS,
+            box=(0, top - y0, img.width, bottom - y0),
+        )
+        out.paste(strip.convert("RGBA") if premultiplied else strip, (0, top * scale))
+    return out
 
 
 class LanczosUpscaler:

@@ -76,6 +76,8 @@ async def _pixels_or_job(
         req.image, req.image_url, egress=ctx.egress, settings=ctx.settings
     )
     img = await asyncio.to_thread(load_image, data, ctx.settings)
+    # An output over the limit is refused now, before any model runs or any job is queued.
+    service(ctx).check_output(req, img.width, img.height)
     if req.webhook_url:  # validated now, so a bad image is a 400 and not a failed job
         accepted = await asyncio.to_thread(service(ctx).submit, kind, job_id, data, req, owner)
         return job_id, JSONResponse(accepted.model_dump(), status_code=202)

@@ -30,6 +30,7 @@ from visionserve.errors import (
     public_failure,
     remote_cause,
 )
+from visionserve.models.upscale.limits import check_output_size
 from visionserve.platform.logging import request_ref
 from visionserve.settings import Settings
 from visionserve.store.blobs import BlobStore
@@ -122,10 +123,30 @@ class CutoutService:
                 return max(ranked, key=lambda p: (p.win_rate, p.selections)).model_id
         return enabled[0]
 
+    def check_output(self, req: s.ImageInput, width: int, height: int) -> None:
+        """Refuse, before any work, a request whose output is over ``limits.max_output_pixels``.
+
+        An upscale's output is ``scale_factor**2`` times its input; so is each cut-out
+        of /process (a cut-out keeps its input's size). Background removal alone never
+        grows an image.
+
+        Raises:
+            PayloadTooLarge: The contract's 413 ``image_too_large``; ``details`` holds
+                ``max_output_pixels`` and the output size asked for.
+        """
+        if isinstance(req, s.UpscaleRequest):
+            scale = req.scale_factor
+        elif isinstance(req, s.ProcessRequest):
+            scale = req.upscale_factor
+        else:
+            return
+        check_output_size(width, height, scale, self.settings.limits.max_output_pixels)
+
     # --- running -----------------------------------------------------------------------
 
     async def run(self, kind: str, job_id: str, pixels: Any, req: Any, owner: str) -> Any:
         """One request of ``kind`` (shotgun, process, upscale) on decoded pixels."""
+        self.check_output(req, pixels.shape[1], pixels.shape[0])
         if kind == "shotgun":
             return await self.remove_background(job_id, pixels, req, owner)
         if kind == "process":

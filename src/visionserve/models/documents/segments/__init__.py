@@ -10,9 +10,10 @@ Two sources of structure are merged:
   (``Page.words``) are poured into.
 
 Every word of the page ends up in exactly one segment: lines no rule claims become
-``Text``. Segments come back in reading order (columns left to right, each top to
-bottom; full-width blocks such as titles split the flow), page headers first and
-page footers last.
+``Text``, and words OCR read in images the text layer lacks (a logo's name, a chart's
+labels) join the picture they lie in or become ``Text`` of their own. Segments come
+back in reading order (columns left to right, each top to bottom; full-width blocks
+such as titles split the flow), page headers first and page footers last.
 
 Typical use::
 

@@ -8,14 +8,20 @@ from visionserve.errors import BadRequest
 from visionserve.models.documents.config import SegmentationStrategy
 from visionserve.models.documents.segments.classification import (
     classify_block,
+    image_text_drafts,
     join_wrapped_items,
     line_blocks,
     page_context,
 )
 from visionserve.models.documents.segments.draft import Draft
-from visionserve.models.documents.segments.lines import page_lines
+from visionserve.models.documents.segments.lines import image_text_lines, page_lines
 from visionserve.models.documents.segments.reading_order import order_drafts
-from visionserve.models.documents.segments.regions import dedupe, picture_drafts, table_drafts
+from visionserve.models.documents.segments.regions import (
+    attach_image_lines,
+    dedupe,
+    picture_drafts,
+    table_drafts,
+)
 from visionserve.models.documents.segments.rendering import page_segment, to_segment
 from visionserve.models.documents.segments.style import DocumentStyle
 from visionserve.models.documents.types import Page, Region, Segment
@@ -62,6 +68,9 @@ def _layout_drafts(
 ) -> list[Draft]:
     """Tables, then pictures, then every other line typed block by block."""
     lines, text_layer = page_lines(page)
+    # Text the layer lacks (a logo's name, a screenshot's words) that OCR read: it joins
+    # the picture it lies in, or stands as plain text. No word of the page is dropped.
+    image_lines = image_text_lines(page) if text_layer else []
     regions = dedupe(detected or [])
     ctx = page_context(page, lines, regions, style, text_layer)
 
@@ -70,8 +79,10 @@ def _layout_drafts(
     # trusted (ink boxes misfire where an invisible OCR layer does not match the glyphs).
     use_ink = detected is None and text_layer
     pictures, lines = picture_drafts(page, lines, regions, [d.bbox for d in drafts], use_ink)
+    image_lines = attach_image_lines(pictures, image_lines)
     drafts += pictures
 
     for block_lines, hint in line_blocks(lines, ctx):
         drafts += classify_block(block_lines, hint, ctx)
+    drafts += image_text_drafts(image_lines)
     return join_wrapped_items(drafts)

@@ -107,6 +107,20 @@ def line_blocks(lines: list[Line], ctx: Context) -> list[tuple[list[Line], Regio
     return blocks + [(members, None) for members in _proximity_blocks(loose)]
 
 
+def image_text_drafts(lines: list[Line]) -> list[Draft]:
+    """Text OCR read outside the text layer and outside every picture: plain ``Text``.
+
+    One draft per group of nearby lines. The type rules stay out of it: OCR box
+    heights are not comparable with the layer's font sizes, and a logo's name in the
+    top margin is not a running header to be dropped.
+    """
+    drafts = []
+    for block in _proximity_blocks(lines):
+        confidence = float(np.mean([w.confidence for line in block for w in line.words] or [1.0]))
+        drafts.append(Draft(SegmentType.TEXT, union(ln.bbox for ln in block), confidence, block))
+    return drafts
+
+
 def _proximity_blocks(lines: list[Line]) -> list[list[Line]]:
     blocks: list[list[Line]] = []
     for line in sorted(lines, key=lambda ln: (ln.bbox.top, ln.bbox.left)):

@@ -12,6 +12,10 @@ import numpy as np
 from visionserve.models.documents.segments.geometry import mid_y, union
 from visionserve.models.documents.types import BBox, Page, TextSpan, Word
 
+# OCR words below this confidence inside figures are mostly misreadings of the drawing
+# (the same floor ``ocr_page`` applies to the words Auto adds to a text layer).
+_MIN_IMAGE_WORD_CONFIDENCE = 0.5
+
 
 @dataclass
 class Line:
@@ -33,6 +37,45 @@ def page_lines(page: Page) -> tuple[list[Line], bool]:
     if page.spans and (page.has_text_layer or not page.words):
         return _lines_from_spans(page.spans), True
     return _lines_from_words(page.words), False
+
+
+def image_text_lines(page: Page) -> list[Line]:
+    """Lines of the OCR words a page's text layer lacks: text inside pictures.
+
+    Logos, pasted screenshots and scanned figures carry text the PDF's layer does not
+    have; OCR (``Auto`` where such ink exists, ``All`` everywhere) reads it into
+    ``page.words``. Words the layer already covers, faint guesses and punctuation
+    specks from figure edges are left out.
+
+    Args:
+        page: A page whose lines come from its text layer (see :func:`page_lines`).
+
+    Returns:
+        The extra words grouped into lines (``Line.words`` set), top to bottom.
+    """
+    words = [
+        w
+        for w in page.words
+        if w.confidence >= _MIN_IMAGE_WORD_CONFIDENCE and any(c.isalnum() for c in w.text)
+    ]
+    if not words or not page.spans:
+        return _lines_from_words(words)
+    # OCR boxes sit a few pixels off the layer's glyph boxes (a one-letter word by half
+    # its width): a span counts with a margin of half its height around it.
+    spans = np.array(
+        [
+            (b.left - pad, b.top - pad, b.right + pad, b.bottom + pad)
+            for b, pad in ((s.bbox, 0.5 * s.bbox.height) for s in page.spans)
+        ]
+    )
+    extra = []
+    for word in words:
+        box = word.bbox
+        w = np.clip(np.minimum(spans[:, 2], box.right) - np.maximum(spans[:, 0], box.left), 0, None)
+        h = np.clip(np.minimum(spans[:, 3], box.bottom) - np.maximum(spans[:, 1], box.top), 0, None)
+        if float((w * h).sum()) < 0.5 * max(box.area, 1e-6):
+            extra.append(word)
+    return _lines_from_words(extra)
 
 
 def _lines_from_spans(spans: Sequence[TextSpan]) -> list[Line]:

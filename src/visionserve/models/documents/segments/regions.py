@@ -82,6 +82,41 @@ def picture_drafts(
     return drafts, lines
 
 
+def attach_image_lines(pictures: list[Draft], lines: list[Line]) -> list[Line]:
+    """Give each picture the OCR lines read inside it (a logo's name, a chart's labels).
+
+    Args:
+        pictures: The page's picture drafts (changed in place).
+        lines: Lines OCR found outside the text layer (see ``image_text_lines``).
+
+    Returns:
+        The lines no picture holds: they still belong to the page.
+    """
+    rest = []
+    for line in lines:
+        picture = next((p for p in pictures if centre_in(line.bbox, p.bbox)), None)
+        if picture is None:
+            rest.append(line)
+        else:
+            picture.lines.append(line)
+    for picture in pictures:
+        if any(line.words for line in picture.lines):
+            picture.lines = _by_rows(picture.lines)
+    return rest
+
+
+def _by_rows(lines: list[Line]) -> list[Line]:
+    """Lines in reading order: rows top to bottom (by vertical overlap), each left to right."""
+    rows: list[list[Line]] = []
+    for line in sorted(lines, key=lambda ln: mid_y(ln.bbox)):
+        first = rows[-1][0].bbox if rows else None
+        if first is not None and abs(mid_y(line.bbox) - mid_y(first)) <= 0.5 * first.height:
+            rows[-1].append(line)
+        else:
+            rows.append([line])
+    return [line for row in rows for line in sorted(row, key=lambda ln: ln.bbox.left)]
+
+
 def _ink_boxes(page: Page, lines: list[Line], taken: list[BBox], cell: int = 8) -> list[BBox]:
     """Boxes of connected non-white areas that are not text or tables (vector or raster art)."""
     image = page.image

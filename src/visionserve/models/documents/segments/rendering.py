@@ -23,7 +23,10 @@ def to_segment(draft: Draft, page: Page, segment_id: str) -> Segment:
         text = " ".join(line.text for line in draft.lines)
     if draft.extra_text:
         text = f"{text} {draft.extra_text}".strip()
-    ocr = [w for line in draft.lines for w in line.words] or _words_in(page.words, draft.bbox)
+    if draft.lines and all(line.words for line in draft.lines):
+        ocr = [w for line in draft.lines for w in line.words]
+    else:  # text-layer lines (alone or with OCR lines of a picture): the page's words in the box
+        ocr = _words_in(page.words, draft.bbox)
     rendered_html, markdown = render(draft.seg_type, text, draft.rows, None)
     return Segment(
         segment_id=segment_id,
