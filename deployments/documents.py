@@ -173,7 +173,7 @@ class Chunking:
 
     def _embed(self, texts: list[str]) -> list[list[float]]:
         if self._embedder is None:  # loaded on first use: most tasks do not ask for vectors
-            from visionserve.models.documents.embedding import Embedder
+            from visionserve.models.embedding import Embedder
 
             self._embedder = Embedder(threads=1)
         return self._embedder.embed(texts)

