@@ -143,7 +143,12 @@ def _guard(surface: Surface, *, public: bool) -> Callable[..., Any]:
         decision = await ctx.rate_limiter.hit(bucket, limit)
         add_response_headers(request.scope, decision.headers())
         if not decision.allowed:
-            raise RateLimited("Rate limit exceeded", code="rate_limit_exceeded")
+            raise RateLimited(
+                f"Rate limit exceeded: {limit} requests per minute; retry in {decision.retry_after} s",
+                code="rate_limit_exceeded",
+                details={"limit_per_minute": limit, "retry_after_s": decision.retry_after},
+                headers={"Retry-After": str(decision.retry_after)},
+            )
 
     return guard
 
@@ -156,6 +161,8 @@ async def _authenticate(request: Request, ctx: AppContext, *, required: bool) ->
         return None
     token = _token(header)
     if token is None:
+        if not required:  # e.g. a reverse proxy's Basic auth in front of a keyless surface
+            return None
         raise Unauthorized("Malformed Authorization header: expected 'Bearer <key>'")
     try:
         return await asyncio.to_thread(ctx.keys.authenticate, token)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -239,17 +240,23 @@ async def test_auth_and_usage_limit(env, settings) -> None:  # type: ignore[no-u
     ok = await client.post("/api/v1/task/parse", json={"file": b64(report_pdf(2))})
     assert ok.status_code == 200
     r = await client.post("/api/v1/task/parse", json={"file": b64(report_pdf(1))})
-    assert r.status_code == 429 and r.json() == "Usage limit exceeded"
+    assert r.status_code == 429
+    assert r.json().startswith("Usage limit exceeded: monthly page limit of 2 pages reached")
+    # Retry-After is the time to the first of next month, not a fixed guess.
+    now = datetime.now(UTC)
+    resets = (now.replace(day=1, hour=0, minute=0, second=0) + timedelta(days=32)).replace(day=1)
+    assert abs(int(r.headers["Retry-After"]) - (resets - now).total_seconds()) < 5
 
 
-async def test_unknown_tokenizer_is_400_at_creation(env) -> None:  # type: ignore[no-untyped-def]
+async def test_unknown_tokenizer_is_400_at_creation(env, settings) -> None:  # type: ignore[no-untyped-def]
     client, _, _ = env
     r = await client.post(
         "/api/v1/task/parse",
         json={"file": b64(report_pdf(1)), "chunk_processing": {"tokenizer": "acme/tiny-tokenizer"}},
     )
     assert r.status_code == 400
-    assert "tokenizers/acme/tiny-tokenizer/tokenizer.json" in r.json()
+    assert "<model home>/tokenizers/acme/tiny-tokenizer/tokenizer.json" in r.json()
+    assert str(settings.model_home) not in r.json()  # no server paths in errors
 
 
 def _pdf_with_a_huge_page() -> bytes:

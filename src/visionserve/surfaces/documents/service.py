@@ -12,6 +12,7 @@ import asyncio
 import base64
 import json
 import logging
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,6 +41,12 @@ JOB_KIND = "documents.parse"
 
 def month_of(when: datetime) -> str:
     return when.strftime("%Y-%m")
+
+
+def next_month(when: datetime) -> datetime:
+    """Midnight on the first day of the month after ``when`` (same timezone)."""
+    first = when.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return (first + timedelta(days=32)).replace(day=1)
 
 
 @dataclass
@@ -138,7 +145,14 @@ class DocumentService:
             s.add(row)
         limit = self.settings.documents.monthly_page_limit
         if limit is not None and row.pages + pages > limit:
-            raise RateLimited("Usage limit exceeded", code="usage_limit_exceeded")
+            resets = next_month(now)
+            raise RateLimited(
+                f"Usage limit exceeded: monthly page limit of {limit} pages reached "
+                f"({row.pages} used in {month}, {pages} asked); it resets on {resets:%Y-%m-%d}",
+                code="usage_limit_exceeded",
+                details={"limit": limit, "used": row.pages, "requested": pages},
+                headers={"Retry-After": str(max(1, math.ceil((resets - now).total_seconds())))},
+            )
         row.pages += pages
 
     def _enqueue(self, s: Any, task: DocumentTask) -> None:
