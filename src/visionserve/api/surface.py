@@ -144,7 +144,8 @@ def _guard(surface: Surface, *, public: bool) -> Callable[..., Any]:
         add_response_headers(request.scope, decision.headers())
         if not decision.allowed:
             raise RateLimited(
-                f"Rate limit exceeded: {limit} requests per minute; retry in {decision.retry_after} s",
+                f"Rate limit exceeded: {limit} requests per minute; "
+                f"retry in {decision.retry_after} s",
                 code="rate_limit_exceeded",
                 details={"limit_per_minute": limit, "retry_after_s": decision.retry_after},
                 headers={"Retry-After": str(decision.retry_after)},

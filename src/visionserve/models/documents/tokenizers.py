@@ -95,7 +95,7 @@ class HFTokenizer:
         except Exception as exc:  # the library raises bare Exceptions on bad files
             log.warning("tokenizer %r: %s is not a valid tokenizer.json: %s", name, path, exc)
             raise BadRequest(
-                f"tokenizer {name!r}: its tokenizer.json in the model home is not a valid tokenizer.json",
+                f"tokenizer {name!r}: the file in the model home is not a valid tokenizer.json",
                 details={"tokenizer": name},
             ) from exc
         # Model tokenizer files often truncate (all-MiniLM's to 128) and pad to a
