@@ -10,12 +10,14 @@ from ray.serve import Application
 from deployments.anomaly import AnomalyDetection
 from deployments.bg_removal import BackgroundRemoval
 from deployments.documents import Chunking, DocumentPages, Layout, Ocr
+from deployments.extraction import Extraction
 from deployments.ingress import Ingress
 from deployments.job_worker import JobWorker
 from deployments.remote_bg import RemoteBackgroundRemoval
 from deployments.upscale import Upscale
 from graphs.cutout import CutoutGraph
 from graphs.documents import DocumentsGraph
+from graphs.extract import ExtractGraph
 from visionserve.models.bg_removal import local_model
 from visionserve.models.upscale import available_upscalers
 from visionserve.settings import Settings, settings_from
@@ -76,12 +78,22 @@ def cutout_graph(
     return {"cutout-graph": graph, "upscale": upscaler}, catalogue
 
 
-def documents_graph(snapshot: dict[str, Any]) -> dict[str, Any]:
+def document_models(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """The ocr and layout deployments, bound once for every graph that reads documents."""
+    return {"ocr": Ocr.bind(snapshot), "layout": Layout.bind()}
+
+
+def documents_graph(snapshot: dict[str, Any], models: dict[str, Any]) -> dict[str, Any]:
     """doc-pages, ocr, layout and chunking deployments behind the documents graph."""
     graph = DocumentsGraph.bind(
-        DocumentPages.bind(snapshot), Ocr.bind(snapshot), Layout.bind(), Chunking.bind(snapshot)
+        DocumentPages.bind(snapshot), models["ocr"], models["layout"], Chunking.bind(snapshot)
     )
     return {"documents-graph": graph}
+
+
+def extract_graph(snapshot: dict[str, Any], models: dict[str, Any]) -> dict[str, Any]:
+    """The extraction engine behind the extract graph, reading scans with the shared OCR."""
+    return {"extract-graph": ExtractGraph.bind(Extraction.bind(snapshot), models["ocr"])}
 
 
 def build_app(args: dict[str, Any]) -> Application:
@@ -100,8 +112,12 @@ def build_app(args: dict[str, Any]) -> Application:
     if "cutout" in app_args.surfaces:
         cutout, catalogues["cutout"] = cutout_graph(app_args.cutout, settings, snapshot)
         handles.update(cutout)
-    if "documents" in app_args.surfaces:
-        handles.update(documents_graph(snapshot))
+    if {"documents", "extract"} & set(app_args.surfaces):
+        models = document_models(snapshot)
+        if "documents" in app_args.surfaces:
+            handles.update(documents_graph(snapshot, models))
+        if "extract" in app_args.surfaces:
+            handles.update(extract_graph(snapshot, models))
     if "inspect" in app_args.surfaces:
         handles["anomaly"] = AnomalyDetection.bind(snapshot)
     plain = app_args.model_dump()

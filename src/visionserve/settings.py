@@ -160,6 +160,19 @@ class LlmSettings(BaseModel):
     timeout_s: float = Field(60.0, gt=0)
 
 
+class ExtractSettings(BaseModel):
+    """The extract surface: sync answers, page limits and the optional VLM engine."""
+
+    # Ingest answers 200 with the result when the job finishes within this many seconds,
+    # else 202 queued (the job goes on either way).
+    sync_window_s: float = Field(5.0, ge=0, le=60)
+    max_pages: int = Field(20, ge=1, le=1000)
+    # The engine a pattern gets when it does not ask for one; auto = VLM when configured.
+    default_engine: Literal["local", "vlm", "auto"] = "auto"
+    # An OpenAI-compatible vision model (vLLM, Ollama, llama.cpp); none by default.
+    vlm: LlmSettings = LlmSettings(model="", timeout_s=120.0)
+
+
 class Settings(BaseSettings):
     """All process settings. Read once per process through :func:`get_settings`."""
 
@@ -182,6 +195,7 @@ class Settings(BaseSettings):
     documents: DocumentSettings = DocumentSettings()
     inspect: InspectSettings = InspectSettings()
     llm: LlmSettings = LlmSettings()
+    extract: ExtractSettings = ExtractSettings()
     providers: ProviderSettings = ProviderSettings()
 
     @model_validator(mode="after")

@@ -72,8 +72,12 @@ def enqueue(
     owner_key_id: str | None = None,
     webhook_url: str | None = None,
     webhook_secret: str | None = None,
+    priority: int = 0,
 ) -> Job:
-    """Add a queued job to ``session``; it is durable when the caller commits."""
+    """Add a queued job to ``session``; it is durable when the caller commits.
+
+    Workers claim higher ``priority`` first, then the oldest.
+    """
     job = Job(
         surface=surface,
         kind=kind,
@@ -82,6 +86,7 @@ def enqueue(
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,
         max_attempts=settings.max_attempts,
+        priority=priority,
     )
     if job_id:
         job.id = job_id
@@ -121,7 +126,10 @@ class JobQueue:
         return utcnow() + timedelta(seconds=self.settings.lease_s)
 
     def claim(self, worker_id: str, kinds: list[str] | None = None) -> Claimed | None:
-        """Take the oldest runnable job (queued, or processing with an expired lease)."""
+        """Take the next runnable job (queued, or processing with an expired lease).
+
+        The highest ``priority`` goes first, then the oldest.
+        """
         now = utcnow()
         with session_scope(self.database_url) as s:
             while True:
@@ -133,7 +141,7 @@ class JobQueue:
                             (Job.status == PROCESSING) & (Job.lease_expires_at < now),
                         )
                     )
-                    .order_by(Job.created_at)
+                    .order_by(Job.priority.desc(), Job.created_at)
                     .limit(1)
                     .with_for_update(skip_locked=True)
                 )

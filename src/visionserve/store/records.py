@@ -85,6 +85,8 @@ class Job(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(128), default=None)
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Higher is claimed first (extract's ``priority: high``); ties go oldest first.
+    priority: Mapped[int] = mapped_column(Integer, default=0)
     owner_key_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
     webhook_url: Mapped[str | None] = mapped_column(Text, default=None)
     webhook_secret: Mapped[str | None] = mapped_column(Text, default=None)

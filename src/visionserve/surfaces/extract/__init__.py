@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from visionserve.api.surface import Surface
-from visionserve.surfaces.extract.routes import render_error
+from visionserve.surfaces.extract.routes import render_error, router
 
 SURFACE = Surface(
     name="extract",
@@ -11,6 +11,7 @@ SURFACE = Surface(
     title="extract",
     description="Patterns (instructions + schema) turn images into structured JSON.",
     render_error=render_error,
+    routers=(router,),
     requires_key=True,
     rate_limit_per_minute=1000,
     idempotency=True,

@@ -1,0 +1,65 @@
+"""The extraction engine as a deployment: loads documents, runs the local or VLM engine."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ray import serve
+
+from deployments.common import HEALTH, autoscaling
+from visionserve.platform.logging import configure_logging
+from visionserve.settings import settings_from
+from visionserve.store.blobs import make_blob_store
+
+log = logging.getLogger("ray.serve")
+GiB = 1024**3
+
+
+@serve.deployment(
+    name="extraction",
+    # MiniLM (90 MB) and the local engine at rest, about 0.6 GB; pages in flight are
+    # rendered at 150 dpi (a few MB each), a few at a time.
+    ray_actor_options={"num_cpus": 0.2, "memory": 3 * GiB // 2},
+    autoscaling_config=autoscaling(2),
+    max_ongoing_requests=4,
+    max_queued_requests=256,
+    **HEALTH,
+)
+class Extraction:
+    """Owns the engines: MiniLM and the local extractor are loaded once, at start."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        from visionserve.models.embedding import Embedder
+        from visionserve.models.extraction.engine import LocalExtractor
+
+        configure_logging()
+        self.settings = settings_from(settings)
+        self.blobs = make_blob_store(self.settings)
+        self.local = LocalExtractor(Embedder(threads=1))
+        self.vlm: Any = None
+        if self.settings.extract.vlm.base_url:
+            from visionserve.models.extraction.vlm import VlmExtractor
+            from visionserve.platform.egress import EgressPolicy
+
+            self.vlm = VlmExtractor(self.settings.extract.vlm, EgressPolicy(self.settings.egress))
+        log.info("extraction engines: local%s", ", vlm" if self.vlm else "")
+
+    async def pages(self, input_key: str) -> list[Any]:
+        """The stored input's pages (a good PDF text layer gives words already)."""
+        from visionserve.models.extraction.document import load_pages
+
+        data = await asyncio.to_thread(self.blobs.get, input_key)
+        return await asyncio.to_thread(
+            load_pages,
+            data,
+            max_pages=self.settings.extract.max_pages,
+            max_pixels=self.settings.limits.max_image_pixels,
+        )
+
+    async def extract(self, pages: list[Any], spec: dict[str, Any]) -> dict[str, Any]:
+        """Run the engine the job's pattern asked for on OCR'd pages; the result fits its schema."""
+        from visionserve.models.extraction.runner import run_extraction
+
+        return await run_extraction(pages, spec, self.local, self.vlm)
