@@ -9,6 +9,7 @@ ids and error mapping, each rendered in its own contract's format.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,6 +56,9 @@ class Surface:
     # Status for malformed request bodies: 422 in most contracts, 400 in some.
     validation_status: int = 422
     description: str = ""
+    # JSON Schema of the contract's error body: the OpenAPI document declares it for
+    # invalid requests (instead of FastAPI's HTTPValidationError) and as ``default``.
+    error_schema: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,8 @@ def build_surface_app(surface: Surface, ctx: AppContext) -> Any:
     for factory in surface.public_routers:
         app.include_router(factory(ctx), dependencies=[Depends(_guard(surface, public=True))])
     _install_error_handlers(app, surface)
+    if surface.error_schema is not None:
+        _declare_error_bodies(app, surface, surface.error_schema)
     if surface.idempotency:
         return IdempotencyMiddleware(
             app,
@@ -103,6 +109,43 @@ def build_surface_app(surface: Surface, ctx: AppContext) -> Any:
             ),
         )
     return app
+
+
+def _declare_error_bodies(app: FastAPI, surface: Surface, schema: dict[str, Any]) -> None:
+    """Make the OpenAPI document declare the error bodies this surface really sends.
+
+    FastAPI declares every body-taking operation's 422 as ``HTTPValidationError``; a
+    surface renders its own contract's body instead, and some answer 400. Routes that
+    declare their own error responses keep them.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = generate()
+        name = f"{surface.title.title()}Error"
+        doc.setdefault("components", {}).setdefault("schemas", {})[name] = schema
+        body = {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
+        for operations in doc.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                default = responses.get("422", {}).get("content", {}).get("application/json", {})
+                if default.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                    del responses["422"]
+                    responses[str(surface.validation_status)] = {
+                        "description": "Invalid request",
+                        "content": body,
+                    }
+                responses.setdefault(
+                    "default", {"description": "Any other error", "content": body}
+                )
+        for unused in ("HTTPValidationError", "ValidationError"):
+            if f"#/components/schemas/{unused}" not in json.dumps(doc):
+                doc["components"]["schemas"].pop(unused, None)
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _error(status: int, code: str, message: str) -> VisionServeError:

@@ -7,6 +7,7 @@ that need loopback refused clear ``egress.allow`` first.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -442,3 +443,21 @@ async def test_a_generated_webhook_secret_is_shown_once(settings, make_client) -
             and secret == stored(settings, InspectSink, disk["id"])["secret"]
         )
         assert (await c.get(sinks)).json()[0]["config"]["secret"] == MASK
+
+
+@pytest.mark.parametrize(
+    ("kind", "config"),
+    [
+        ("sources", {"type": "ip_camera", "name": "cam", "config": {"url": "rtsp://]x"}}),
+        ("sources", {"type": "ip_camera", "name": "cam", "config": {"url": "rtsp://h:99999/"}}),
+        ("sinks", {"type": "webhook", "name": "hook", "config": {"url": "http://[::1"}}),
+        ("sinks", {"type": "mqtt", "name": "m", "config": {"broker": "mqtt://:1883", "topic": "t"}}),
+    ],
+)
+async def test_urls_that_do_not_parse_are_422_not_500(make_client, kind, config) -> None:  # type: ignore[no-untyped-def]
+    """Found by the API fuzzer: urlsplit raised ValueError, which became a 500."""
+    client = make_client()
+    project = await new_project(client)
+    r = await client.post(f"/projects/{project['id']}/{kind}", json=config)
+    assert r.status_code == 422, r.text
+    assert "URL" in json.dumps(r.json()["detail"])

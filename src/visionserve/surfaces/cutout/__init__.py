@@ -15,6 +15,21 @@ SURFACE = Surface(
     title="cutout",
     description="Background-removal shotgun, upscaling and the bg-removal→upscale pipeline.",
     render_error=render_error,
+    error_schema={
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["type", "message"],
+                "properties": {
+                    "type": {"type": "string"},
+                    "message": {"type": "string"},
+                    "details": {"type": ["object", "null"]},
+                },
+            }
+        },
+    },
     routers=(router,),
     public_routers=(health_router,),
     requires_key=False,

@@ -15,6 +15,7 @@ SURFACE = Surface(
     title="documents",
     description="Document parsing: OCR, layout segments and chunks, as async tasks.",
     render_error=render_error,
+    error_schema={"type": "string", "description": "The contract's errors are bare strings"},
     routers=(router,),
     public_routers=(public_router,),
     requires_key=True,

@@ -20,6 +20,30 @@ SURFACE = Surface(
     title="inspect",
     description="Anomaly detection: projects, media, training, models, export, live pipelines.",
     render_error=render_error,
+    # {"detail": "..."}; invalid bodies keep FastAPI's list, as the contract's app does.
+    error_schema={
+        "type": "object",
+        "required": ["detail"],
+        "properties": {
+            "detail": {
+                "anyOf": [
+                    {"type": "string"},
+                    {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["loc", "msg", "type"],
+                            "properties": {
+                                "loc": {"type": "array"},
+                                "msg": {"type": "string"},
+                                "type": {"type": "string"},
+                            },
+                        },
+                    },
+                ]
+            }
+        },
+    },
     routers=(
         projects_router,
         media_router,

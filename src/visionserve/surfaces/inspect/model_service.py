@@ -16,6 +16,7 @@ import io
 import logging
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -259,13 +260,18 @@ class ModelService:
 
     # --- predictions -----------------------------------------------------------------
 
-    async def predict(self, handle: Any, model_id: str, data: bytes) -> i.Prediction:
-        """Score one image with a ready model through the multiplexed deployment."""
+    async def predict(self, handle: Callable[[], Any], model_id: str, data: bytes) -> i.Prediction:
+        """Score one image with a ready model through the multiplexed deployment.
+
+        ``handle`` is asked for only once the model and the image are known good: a
+        request for a missing model is a 404 even on a cluster without the deployment.
+        """
         await asyncio.to_thread(self.ready_model, model_id)
         rgb = await asyncio.to_thread(self._decode, data)
+        deployment = handle()
         started = time.perf_counter()
         try:
-            out = await handle.options(multiplexed_model_id=model_id).predict.remote(rgb)
+            out = await deployment.options(multiplexed_model_id=model_id).predict.remote(rgb)
         except Exception as exc:
             failure = public_failure(exc, ref=request_ref(), logger=log)
             message = f"Prediction failed: {failure.message}"

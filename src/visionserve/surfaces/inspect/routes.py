@@ -280,7 +280,7 @@ def training_router(ctx: AppContext) -> APIRouter:
     ) -> i.Prediction:
         """Score one image (an addition to the contract): score, label and heat map PNG."""
         data = await file.read(app.settings.limits.max_download_bytes + 1)
-        return await models(app).predict(anomaly_handle(app), model_id, data)
+        return await models(app).predict(lambda: anomaly_handle(app), model_id, data)
 
     @r.get("/projects/{project_id}/jobs", response_model=list[i.Job])
     async def list_jobs(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import urlsplit
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 Label = Literal["normal", "anomalous"]
 SourceType = Literal["webcam", "ip_camera", "video_file"]
@@ -98,8 +99,23 @@ class WebcamConfig(_Strict):
     device_index: int = Field(0, ge=0, le=255)
 
 
+def _parsable_url(url: str) -> str:
+    """A URL whose host and port parse (``rtsp://]x`` or ``http://h:99999`` do not)."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL: {exc}") from None
+    if not parts.hostname:
+        raise ValueError("the URL has no host")
+    return url
+
+
+Url = Annotated[str, AfterValidator(_parsable_url)]
+
+
 class IpCameraConfig(_Strict):
-    url: str = Field(min_length=1, max_length=2000, pattern=r"^(rtsp|rtsps|rtmp|http|https)://\S+$")
+    url: Url = Field(min_length=1, max_length=2000, pattern=r"^(rtsp|rtsps|rtmp|http|https)://\S+$")
 
 
 class VideoFileConfig(_Strict):
@@ -164,7 +180,7 @@ class Source(BaseModel):
 
 
 class WebhookConfig(_Strict):
-    url: str = Field(min_length=1, max_length=2000, pattern=r"^https?://\S+$")
+    url: Url = Field(min_length=1, max_length=2000, pattern=r"^https?://\S+$")
     # Deliveries are signed POSTs from the webhook outbox, like every VisionServe webhook.
     method: Literal["POST"] = "POST"
     headers: dict[str, str] = Field(default_factory=dict)
@@ -177,7 +193,7 @@ class WebhookConfig(_Strict):
 
 
 class MqttConfig(_Strict):
-    broker: str = Field(min_length=1, max_length=2000, pattern=r"^(mqtt|mqtts|tcp|ssl)://\S+$")
+    broker: Url = Field(min_length=1, max_length=2000, pattern=r"^(mqtt|mqtts|tcp|ssl)://\S+$")
     topic: str = Field(min_length=1, max_length=500)
     username: str | None = Field(None, max_length=200)
     password: str | None = Field(None, max_length=200)
