@@ -167,3 +167,14 @@ def build_env(
 def env(build_env: Callable[..., Env]) -> Env:
     """Sync window of 20 s: a job with a worker running answers 200 with its result."""
     return build_env(sync_window_s=20.0)
+
+
+@pytest.fixture
+def http_file_server() -> Any:
+    """``http_file_server({path: body})`` -> ``{path: url}``, served until the test ends."""
+    from contextlib import ExitStack
+
+    from tests.extract_http import serve_files
+
+    with ExitStack() as stack:
+        yield lambda files: stack.enter_context(serve_files(files))
