@@ -188,12 +188,55 @@ def check_inspect(client: httpx.Client) -> str:
     return f"project {name} created, read back and deleted"
 
 
-def check_extract(client: httpx.Client) -> str:
-    r = client.get("/extract/api/openapi.json", timeout=30)
-    assert r.status_code == 200, f"HTTP {r.status_code}: {r.text[:500]}"
-    spec = r.json()
-    assert "openapi" in spec, list(spec)
-    return f"OpenAPI {spec['openapi']}, {len(spec.get('paths') or {})} paths"
+def smoke_invoice() -> bytes:
+    """A one-page digital invoice whose fields the extract check wants back."""
+    import pymupdf
+
+    doc = pymupdf.open()
+    page = doc.new_page(width=595, height=842)
+    page.insert_text((50, 60), "Smoke Supplies GmbH", fontsize=20)
+    page.insert_text((50, 140), "INVOICE", fontsize=16)
+    page.insert_text((50, 170), "Invoice Number: SMK-4711", fontsize=11)
+    page.insert_text((50, 188), "Invoice Date: 2026-03-14", fontsize=11)
+    page.insert_text((50, 260), "Widgets", fontsize=11)
+    page.insert_text((400, 260), "100.00", fontsize=11)
+    page.insert_text((50, 290), "Total Amount: 119.00", fontsize=12)
+    data = doc.tobytes()
+    doc.close()
+    return bytes(data)
+
+
+def check_extract(client: httpx.Client, key: str) -> str:
+    auth = {"Authorization": f"Bearer {key}"}
+    schema = {"invoice_number": "string", "invoice_date": "date", "total_amount": "number"}
+    r = client.post(
+        "/extract/api/patterns",
+        json={"name": "smoke invoices", "schema": schema},
+        headers=auth,
+        timeout=30,
+    )
+    assert r.status_code == 201, f"POST /patterns: HTTP {r.status_code}: {r.text[:500]}"
+    pattern_id = r.json()["data"]["pattern_id"]
+    try:
+        r = client.post(
+            f"/extract/api/patterns/{pattern_id}/ingest",
+            json={"image_base64": base64.b64encode(smoke_invoice()).decode()},
+            headers=auth,
+            timeout=60,
+        )
+        assert r.status_code in (200, 202), f"ingest: HTTP {r.status_code}: {r.text[:500]}"
+        job_id = r.json()["data"]["job_id"]
+        deadline = time.monotonic() + 120
+        job: dict[str, Any] = r.json()["data"]
+        while job["status"] not in ("completed", "failed") and time.monotonic() < deadline:
+            time.sleep(1)
+            job = client.get(f"/extract/api/jobs/{job_id}", headers=auth, timeout=30).json()["data"]
+        assert job["status"] == "completed", f"job {job_id} is {job['status']}: {job.get('error')}"
+        want = {"invoice_number": "SMK-4711", "invoice_date": "2026-03-14", "total_amount": 119.0}
+        assert job["result"] == want, f"result {job['result']} != {want}"
+    finally:  # leave var/ tidy
+        client.delete(f"/extract/api/patterns/{pattern_id}", headers=auth, timeout=30)
+    return f"job {job_id[:8]} completed, confidence {job['confidence']}: {job['result']}"
 
 
 def check_edit(client: httpx.Client) -> str:
@@ -240,11 +283,16 @@ def main() -> int:
             raise AssertionError("no API key (see above)")
         return check_documents(client, key, args.task_timeout)
 
+    def extract(client: httpx.Client) -> str:
+        if not key:
+            raise AssertionError("no API key (see above)")
+        return check_extract(client, key)
+
     checks: list[tuple[str, Callable[[httpx.Client], str]]] = [
         ("cutout", check_cutout),
         ("documents", documents),
         ("inspect", check_inspect),
-        ("extract", check_extract),
+        ("extract", extract),
         ("edit", check_edit),
     ]
     passed = failed = 0

@@ -234,7 +234,7 @@ async def test_bad_input_is_refused_at_ingest(env: Env) -> None:
         ({"image_base64": b64(b"GIF89a" + bytes(100))}, "invalid_image"),  # unsupported type
         ({"image_base64": b64(b"\x89PNG\r\n\x1a\n" + bytes(50))}, "invalid_image"),  # truncated
         ({"image_base64": b64(b"%PDF-1.7\n%%EOF")}, "invalid_image"),  # no pages
-        ({"image_base64": b64(encrypted)}, None),  # password: its own clear code
+        ({"image_base64": b64(encrypted)}, "encrypted_pdf"),  # the client can act on it
         ({"image_base64": b64(invoice_pdf(25))}, "too_many_pages"),
         ({"image_url": "http://169.254.169.254/latest/meta-data"}, "url_not_allowed"),
         ({"image_url": "http://127.0.0.1:9/nothing.png"}, "invalid_image"),

@@ -104,7 +104,7 @@ class IngestService:
             kind = sniff_document(data)
             pages = count_pages(data, max_pixels=self.settings.limits.max_image_pixels)
         except VisionServeError as exc:
-            if exc.status >= 500:
+            if exc.status >= 500 or exc.code == "encrypted_pdf":  # the client can act on it
                 raise
             message = exc.message
             if message == "Unsupported file type":
