@@ -151,6 +151,7 @@ OPERATIONS: dict[str, Operation] = {
                 "delete the backdrop",
                 "isolate the object",
                 "get rid of the background",
+                "only keep the main subject",
             ),
         ),
         Operation(
@@ -222,6 +223,7 @@ OPERATIONS: dict[str, Operation] = {
                 "make it more colourful",
                 "desaturate a little",
                 "mute the colours",
+                "make it more lively",
             ),
         ),
         Operation(

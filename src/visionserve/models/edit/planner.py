@@ -36,7 +36,7 @@ MAX_PROMPT_CHARS = 2000
 
 _SPLIT = re.compile(
     r"\s*(?:[;\n]|\.(?=\s|$)|,(?!\d)|\bthen\b|\bafter that\b|\bafterwards\b|\bfinally\b|\balso\b"
-    r"|\bplus\b|&|\bas well as\b|(?<!black)\s+and\s+(?!white\b))\s*",
+    r"|\bplus\b|&|\bas well as\b|\s+and\s+)\s*",
     re.IGNORECASE,
 )
 _FILLER = re.compile(
@@ -59,7 +59,7 @@ def _has(*alternatives: str) -> Callable[[str], bool]:
 _REMOVE = r"\b(remove|erase|delete|clean|get rid of|strip|take out|take off|wipe|hide|clear)\b"
 _MARKS = (
     r"\b(text|captions?|writing|watermarks?|logos?|marks?|letters|words|subtitles?"
-    r"|date ?stamps?|time ?stamps?|labels?|signatures?|scribbles?)\b"
+    r"|dates?|date ?stamps?|time ?stamps?|labels?|signatures?|scribbles?)\b"
 )
 _PIXEL_SIZE = r"\b\d+\s*(?:px|pixels?|x\s*\d)"
 
@@ -87,11 +87,18 @@ _RULES: tuple[tuple[str, Callable[[str], bool]], ...] = (
         ),
     ),
     (
+        "remove_background",
+        _has(
+            r"\btransparent\b",
+            rf"\b(remove|delete|erase|drop|get rid of|strip|lose|take away|cut out)\b.*\b{_BG}\b",
+        ),
+    ),
+    (
         "replace_background",
         _has(
             rf"\b(replace|change|swap|switch|set|new|make)\b.*\b{_BG}\b",
             rf"\b{_BG}\b.*\b(to|with|into)\b",
-            rf"\bon an? \w+( \w+)? {_BG}\b",
+            rf"\bon an? [#\w]+( \w+)? {_BG}\b",
         ),
     ),
     (
@@ -118,7 +125,10 @@ _RULES: tuple[tuple[str, Callable[[str], bool]], ...] = (
             r"sepia", r"vintage", r"antique", r"old[- ]?(?:photo|fashioned|timey|school)", r"retro"
         ),
     ),
-    ("invert", _has(r"\binver", r"\bnegative\b", r"reverse the colou?rs", r"opposite colou?rs")),
+    (
+        "invert",
+        _has(r"\binver", r"\bnegative\b", r"revers\w* (?:the )?colou?rs", r"opposite colou?rs"),
+    ),
     ("format", _has(r"\b(jpe?g|png|webp)\b")),
     (
         "style",
@@ -141,12 +151,19 @@ _RULES: tuple[tuple[str, Callable[[str], bool]], ...] = (
         ),
     ),
     (
+        "crop",
+        _has(r"\bcrop", r"\btrim\b", r"cut off the (?:edges|sides|borders)", r"tighter framing"),
+    ),
+    (
         "upscale",
         _has(
             r"\bup-?scal",
             r"\bupsampl",
             r"super[- ]?res",
-            r"(?:higher|increase|boost|improve|more)\b.*\bresolution",
+            r"(?:higher|increase|boost|improve|enhance|more)\b.*\bresolution",
+            r"\bhd\b",
+            r"\b4k\b",
+            r"\btwice as (?:big|large)",
             r"\bhi-?res\b",
             rf"\b(enlarge|bigger|larger)\b(?!.*{_PIXEL_SIZE})",
             r"\b(double|quadruple) the (size|resolution)",
@@ -169,10 +186,6 @@ _RULES: tuple[tuple[str, Callable[[str], bool]], ...] = (
             r"\b(enlarge|bigger|larger)\b",
         ),
     ),
-    (
-        "crop",
-        _has(r"\bcrop", r"\btrim\b", r"cut off the (?:edges|sides|borders)", r"tighter framing"),
-    ),
     ("pad", _has(r"\bpad", r"\bborder\b", r"\bframe\b", r"letterbox", r"\bmargin")),
     (
         "rotate",
@@ -184,7 +197,17 @@ _RULES: tuple[tuple[str, Callable[[str], bool]], ...] = (
         ),
     ),
     ("flip", _has(r"\bflip", r"\bmirror", r"upside down")),
-    ("denoise", _has(r"denois", r"\bnois", r"\bgrain", r"\bspeckl", r"\bartifacts?\b")),
+    (
+        "denoise",
+        _has(
+            r"denois",
+            r"\bnois",
+            r"\bgrain",
+            r"\bspeckl",
+            r"\bartifacts?\b",
+            r"\bclean (?:it |this |the \w+ )?up",
+        ),
+    ),
     (
         "sharpen",
         _has(
@@ -247,6 +270,12 @@ _RULES: tuple[tuple[str, Callable[[str], bool]], ...] = (
         ),
     ),
 )
+# "... in the top left corner" after an unquoted watermark text.
+_POSITION_TAIL = re.compile(
+    r"\s+(?:in|at|on|to|into)\s+(?:the\s+)?(?:top|bottom|centre|center|middle|upper|lower|left"
+    r"|right|corner).*$",
+    re.IGNORECASE,
+)
 _LESS = {
     "brightness": r"dark\w*|dim\w*|reduce|decrease|lower|less|down|too bright|gloomy",
     "contrast": r"reduce|decrease|lower|less|flatten|soften|softer|down|too much",
@@ -262,7 +291,12 @@ def split_clauses(prompt: str) -> list[str]:
         quotes.append(m.group(0))
         return f"\x00{len(quotes) - 1}\x00"
 
-    text = re.sub(r"[\"“][^\"”]{0,100}[\"”]|'[^']{1,100}'(?!\w)", hide, prompt[:MAX_PROMPT_CHARS])
+    text = re.sub(
+        r"[\"“][^\"”]{0,100}[\"”]|'[^']{1,100}'(?!\w)|\bblack\s+and\s+white\b",
+        hide,
+        prompt[:MAX_PROMPT_CHARS],
+        flags=re.IGNORECASE,
+    )
     clauses = []
     for part in _SPLIT.split(text):
         part = re.sub(r"\x00(\d+)\x00", lambda m: quotes[int(m.group(1))], part or "").strip()
@@ -301,7 +335,9 @@ def read_params(op: str, original: str) -> dict[str, Any]:
             amount = -0.5
         else:
             amount = 0.2 * k
-        out["amount"] = -abs(amount) if p.negative(c, less) else abs(amount)
+        # "less dark" and "too dark" ask for more light; "not bright enough" too.
+        relieved = re.search(r"\b(less|not so|not as|too) (dark|dim|gloomy|dull|flat)", c)
+        out["amount"] = -abs(amount) if p.negative(c, less) and not relieved else abs(amount)
     elif op == "sharpen":
         out["amount"] = 1.0 * k
     elif op == "blur":
@@ -357,7 +393,11 @@ def read_params(op: str, original: str) -> dict[str, Any]:
                 original,
                 re.I,
             )
-            text = m.group(1).strip(" '\"") if m else ("©" if "copyright" in c or "©" in c else "")
+            text = (
+                _POSITION_TAIL.sub("", m.group(1)).strip(" '\"")
+                if m
+                else ("©" if "copyright" in c or "©" in c else "")
+            )
         out["text"] = text[:100]
         out["position"] = p.position(c) or "bottom-right"
     return out

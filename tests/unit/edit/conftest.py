@@ -1,0 +1,28 @@
+"""Edit engine fixtures: the model home (weights fetched by `visionserve models fetch`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from visionserve.settings import get_settings
+
+EDIT_WEIGHTS = [
+    "u2netp.onnx",
+    "waifu2x-upconv7-scale2x.onnx",
+    "centerface.onnx",
+    "multistyle26.onnx",
+    "arbitrary_predict.onnx",
+    "arbitrary_transform.onnx",
+]
+
+
+@pytest.fixture(scope="session")
+def edit_model_home() -> Path:
+    home = get_settings().model_home
+    assert home is not None
+    missing = [w for w in EDIT_WEIGHTS if not (home / w).is_file()]
+    if missing:
+        pytest.fail(f"weights {missing} missing in {home}: run `visionserve models fetch`")
+    return home
