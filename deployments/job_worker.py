@@ -17,12 +17,14 @@ from deployments.common import (
     ray_cluster_resources,
     serve_deployment_status,
 )
+from deployments.edit_batch import RayEditBatch
 from visionserve.platform.context import build_context
 from visionserve.platform.logging import configure_logging
 from visionserve.platform.webhooks import Deliverer
 from visionserve.platform.worker import Worker, load_job_modules
 from visionserve.settings import settings_from
 from visionserve.surfaces import job_modules
+from visionserve.surfaces.edit.jobs import BATCH_RUNNER
 from visionserve.surfaces.inspect.jobs import TRAINING_LAUNCHER
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,11 @@ class JobWorker:
             handles=handles,
             cluster_status=serve_deployment_status,
             cluster_resources=ray_cluster_resources,
-            runtime={**builder_runtime(args), TRAINING_LAUNCHER: RayTrainingLauncher(settings)},
+            runtime={
+                **builder_runtime(args),
+                TRAINING_LAUNCHER: RayTrainingLauncher(settings),
+                BATCH_RUNNER: RayEditBatch(settings),
+            },
         )
         self.worker = Worker(ctx)
         self.deliverer = Deliverer(

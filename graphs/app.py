@@ -17,6 +17,7 @@ from deployments.remote_bg import RemoteBackgroundRemoval
 from deployments.upscale import Upscale
 from graphs.cutout import CutoutGraph
 from graphs.documents import DocumentsGraph
+from graphs.edit import edit_graph
 from graphs.extract import ExtractGraph
 from visionserve.models.bg_removal import local_model
 from visionserve.models.upscale import available_upscalers
@@ -47,15 +48,19 @@ class AppArgs(BaseModel):
     extra_surfaces: list[str] = Field(default_factory=list)
 
 
-def cutout_graph(
-    args: CutoutArgs, settings: Settings, snapshot: dict[str, Any]
-) -> tuple[dict[str, Any], CutoutCatalogue]:
-    """bg-<model> per local model, remote-<id> per provider with a key, the upscaler, the graph.
+class ImageModels(BaseModel):
+    """The bg-removal and upscale deployments, bound once for every surface that uses them."""
 
-    Returns:
-        The handles, and the catalogue (models, upscale methods) the ingress and the
-        job worker answer from without asking the deployments.
-    """
+    model_config = {"arbitrary_types_allowed": True}
+
+    removers: dict[str, Any]  # model_id -> bound deployment (local or remote provider)
+    names: dict[str, str]  # model_id -> display name
+    upscaler: Any
+    methods: list[str]  # the upscale methods the upscaler serves
+
+
+def image_models(args: CutoutArgs, settings: Settings, snapshot: dict[str, Any]) -> ImageModels:
+    """bg-<model> per local model, remote-<id> per provider with a key, and the upscaler."""
     from visionserve.models.providers import build_providers
 
     removers: dict[str, Any] = {}
@@ -71,11 +76,22 @@ def cutout_graph(
             model_id, snapshot, args.timeout_s
         )
         names[model_id] = provider.model_name
-    methods = available_upscalers(settings.model_home)
-    upscaler = Upscale.bind(snapshot, methods)
-    graph = CutoutGraph.bind(removers, names, upscaler, args.timeout_s)
-    catalogue = CutoutCatalogue(models=names, upscale_methods=methods)
-    return {"cutout-graph": graph, "upscale": upscaler}, catalogue
+    methods = available_upscalers(settings.model_dir)
+    return ImageModels(
+        removers=removers, names=names, upscaler=Upscale.bind(snapshot, methods), methods=methods
+    )
+
+
+def cutout_graph(args: CutoutArgs, models: ImageModels) -> tuple[dict[str, Any], CutoutCatalogue]:
+    """The cutout graph over the shared image models.
+
+    Returns:
+        The handles, and the catalogue (models, upscale methods) the ingress and the
+        job worker answer from without asking the deployments.
+    """
+    graph = CutoutGraph.bind(models.removers, models.names, models.upscaler, args.timeout_s)
+    catalogue = CutoutCatalogue(models=models.names, upscale_methods=models.methods)
+    return {"cutout-graph": graph, "upscale": models.upscaler}, catalogue
 
 
 def document_models(snapshot: dict[str, Any]) -> dict[str, Any]:
@@ -109,9 +125,13 @@ def build_app(args: dict[str, Any]) -> Application:
     handles: dict[str, Any] = {}
     # What the builder resolved that requests would otherwise ask replicas for.
     catalogues: dict[str, Any] = {}
-    if "cutout" in app_args.surfaces:
-        cutout, catalogues["cutout"] = cutout_graph(app_args.cutout, settings, snapshot)
-        handles.update(cutout)
+    if {"cutout", "edit"} & set(app_args.surfaces):
+        images = image_models(app_args.cutout, settings, snapshot)
+        if "cutout" in app_args.surfaces:
+            cutout, catalogues["cutout"] = cutout_graph(app_args.cutout, images)
+            handles.update(cutout)
+        if "edit" in app_args.surfaces:
+            handles.update(edit_graph(settings, snapshot, images.removers, images.upscaler))
     if {"documents", "extract"} & set(app_args.surfaces):
         models = document_models(snapshot)
         if "documents" in app_args.surfaces:

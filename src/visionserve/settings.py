@@ -173,6 +173,41 @@ class ExtractSettings(BaseModel):
     vlm: LlmSettings = LlmSettings(model="", timeout_s=120.0)
 
 
+class GenerativeSettings(BaseModel):
+    """An OpenAI-compatible image edit API (``POST {base_url}/images/edits``), optional."""
+
+    base_url: str | None = None  # e.g. https://api.openai.com/v1
+    api_key: str | None = None
+    model: str = "gpt-image-1"
+    timeout_s: float = Field(120.0, gt=0)
+
+
+class EditSettings(BaseModel):
+    """The edit surface: its COS buckets (the blob store's), engine options, batch pool."""
+
+    # Buckets of the S3-compatible store when blobs.backend is "s3"; with local blobs,
+    # folders <blobs.local_dir>/cos/<bucket>/.
+    input_bucket: str = "input-images"
+    output_bucket: str = "wxo-images"
+    input_prefix: str = ""
+    output_prefix: str = "results/batch"
+    presign_expires: int = Field(900, gt=0, le=7 * 24 * 3600)
+    # The rembg model and upscale method edits use (their deployments serve cutout too);
+    # an upscale method that is not available falls back to lanczos.
+    bg_model: str = "u2netp"
+    upscale_method: str = "waifu2x-upconv7"
+    # Optional: a chat model that plans edits with one strict tool (rules when unset).
+    planner_llm: LlmSettings = LlmSettings(timeout_s=20.0)
+    # Optional: what no local operation can do ("add a dog") goes here.
+    generative: GenerativeSettings = GenerativeSettings()
+    # COS -> COS batches (Ray Data): actors in the pool, images per batch, the CPUs each
+    # actor reserves (below 1 where Serve replicas hold part of a node), most files.
+    batch_actors: int = Field(2, ge=1)
+    batch_size: int = Field(2, ge=1)
+    batch_actor_cpus: float = Field(0.5, gt=0)
+    max_batch_files: int = Field(10_000, ge=1)
+
+
 class Settings(BaseSettings):
     """All process settings. Read once per process through :func:`get_settings`."""
 
@@ -197,6 +232,7 @@ class Settings(BaseSettings):
     llm: LlmSettings = LlmSettings()
     extract: ExtractSettings = ExtractSettings()
     providers: ProviderSettings = ProviderSettings()
+    edit: EditSettings = EditSettings()
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from visionserve.api.surface import Surface
-from visionserve.surfaces.edit.routes import health_router, render_error
+from visionserve.surfaces.edit.routes import health_router, render_error, router
 
 SURFACE = Surface(
     name="edit",
@@ -11,6 +11,7 @@ SURFACE = Surface(
     title="edit",
     description="Prompt-driven image edits, async with callbacks, results inline or in COS.",
     render_error=render_error,
+    routers=(router,),
     public_routers=(health_router,),
     requires_key=False,
     validation_status=422,
