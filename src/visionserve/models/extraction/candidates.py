@@ -68,6 +68,7 @@ def labelled(
     coerce: Coercer,
     *,
     is_label: Callable[[Cell], bool],
+    taken: Callable[[Cell, int], bool] = lambda cell, used: False,
 ) -> Iterator[Candidate]:
     """Every value next to one of ``labels`` that coerces to the field's type.
 
@@ -76,12 +77,14 @@ def labelled(
         labels: The labels the field goes by.
         coerce: Text → typed value, or None when the text is not of the field's type.
         is_label: Whether a cell is some field's label (never taken as a value).
+        taken: Whether a longer label of another field starts the cell (``Total HT``
+            is the subtotal's label, not the total's ``Total`` plus junk).
     """
     for layout in layouts:
         for line in layout.lines:
             for cell in line.cells:
                 score, used = label_at_start(cell, labels)
-                if not score:
+                if not score or taken(cell, used):
                     continue
                 label = cell.sub(0, used)
                 if used < len(cell.tokens):
@@ -90,6 +93,8 @@ def labelled(
                     if value is not None:
                         yield Candidate(value, rest, score * INLINE, "inline", label)
                         continue
+                    # A label followed by words that are not its value is a weaker label.
+                    score *= 0.85
                 right = _right_of(layout, cell)
                 if right is not None and not is_label(right):
                     value = coerce(right.text)

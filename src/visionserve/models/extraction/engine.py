@@ -113,6 +113,8 @@ class _Doc:
     languages: tuple[str, ...]
     texts: list[str] = field(default_factory=list)
     label_cells: set[int] = field(default_factory=set)  # id() of cells that are labels
+    # id(cell) -> (concept, tokens) of the longest document-level label starting it.
+    owners: dict[int, tuple[str, int]] = field(default_factory=dict)
 
 
 class LocalExtractor:
@@ -236,14 +238,26 @@ def _prepare(pages: list[DocPage]) -> _Doc:
         languages=languages,
         texts=texts,
     )
-    all_labels = tuple(label for c in CONCEPTS.values() for label in c.labels)
     for layout in layouts:
         for cell in layout.cells:
-            score, used = label_at_start(cell, all_labels)
+            best = (0.0, 0, "")
+            for concept in CONCEPTS.values():
+                score, used = label_at_start(cell, concept.labels)
+                if score >= 0.85 and (used, score) > (best[1], best[0]):
+                    best = (score, used, concept.name)
+            score, used, name = best
+            if not score:
+                continue
+            if concept_kind_document(name):
+                doc.owners[id(cell)] = (name, used)
             # A cell that is a label and nothing else (no value after it).
-            if score >= 0.85 and used == len(cell.tokens):
+            if used == len(cell.tokens):
                 doc.label_cells.add(id(cell))
     return doc
+
+
+def concept_kind_document(name: str) -> bool:
+    return name not in ("description", "quantity", "unit_price", "amount")
 
 
 def _languages(texts: list[str]) -> tuple[str, ...]:
@@ -278,8 +292,19 @@ def _coercer(kind: str, concept: str | None, doc: _Doc) -> Callable[[str], Any]:
 def _scalar(spec: FieldSpec, target: FieldTarget, doc: _Doc) -> _Leaf:
     concept = target.concept
     coerce_fn = _coercer(spec.kind, concept, doc)
+
+    def taken(cell: Cell, used: int) -> bool:
+        owner = doc.owners.get(id(cell))
+        return owner is not None and owner[0] != concept and owner[1] > used
+
     found = list(
-        labelled(doc.layouts, target.labels, coerce_fn, is_label=lambda c: id(c) in doc.label_cells)
+        labelled(
+            doc.layouts,
+            target.labels,
+            coerce_fn,
+            is_label=lambda c: id(c) in doc.label_cells,
+            taken=taken,
+        )
     )
     if spec.kind == "date" or (concept and CONCEPTS[concept].kind == "date"):
         found = [c for c in found if isinstance(c.value, str)]
@@ -361,12 +386,15 @@ def _issuer_cues(doc: _Doc) -> list[Candidate]:
                 continue
             top = layout.number == 1 and cell.y1 < 0.3 * layout.height
             score = 0.0
-            match = LEGAL_FORMS.search(text)
+            # The last legal form ends the name ("... y asociados S.Com.").
+            match = next(reversed(list(LEGAL_FORMS.finditer(text))), None)
             if match:
                 name = _company_segment(text, match)
                 score = 0.86 if top else 0.8
-            elif top and cell.height > 1.6 * body and len(name) >= 3:
+            elif top and cell.height > 1.3 * body and len(name) >= 3:
                 score = 0.62
+            elif top and _heads_address(layout, cell):
+                score = 0.6 + (0.05 if cell.height > 1.1 * body else 0.0)
             if score and domains:
                 squashed = strip_accents(normalize(LEGAL_FORMS.sub("", name))).replace(" ", "")
                 if any(fuzz.partial_ratio(d, squashed) >= 85 for d in domains if len(d) >= 3):
@@ -376,11 +404,24 @@ def _issuer_cues(doc: _Doc) -> list[Candidate]:
     return out
 
 
+def _heads_address(layout: PageLayout, cell: Cell) -> bool:
+    """Whether a digit-free cell sits on top of an address (a sender block)."""
+    if any(ch.isdigit() for ch in cell.text) or len(cell.tokens) > 6:
+        return False
+    for line in layout.lines[cell.line + 1 : cell.line + 2]:
+        if line.y0 - cell.y1 > 1.5 * cell.height:
+            return False
+        for other in line.cells:
+            if abs(other.x0 - cell.x0) < cell.height or abs(other.x1 - cell.x1) < cell.height:
+                return any(ch.isdigit() for ch in other.text)
+    return False
+
+
 def _company_segment(text: str, match: re.Match[str]) -> str:
     """The company name ending at a legal form, out of a footer line like
     ``Acme GmbH · Hauptstr. 1 · Berlin``."""
     head = text[: match.end()]
-    for sep in ("·", "|", "•", " - ", " – ", ","):
+    for sep in ("·", "|", "•", " - ", " – "):
         head = head.rsplit(sep, 1)[-1] if sep in head else head
     return head.strip()
 

@@ -128,6 +128,34 @@ class PageLayout:
 
 
 _SPACE = re.compile(r"\S+")
+# "1 089,10": French and Swiss amounts group thousands with a space, which splits
+# them into two tokens; a 1-3 digit token right before a 3-digit group is rejoined.
+_GROUP_HEAD = re.compile(r"[-−(]?[€$£]?\d{1,3}")
+_GROUP_TAIL = re.compile(r"\d{3}(?:[.,]\d{1,2})?\)?[€$£]?")
+
+
+def _join_thousands(row: list[Token]) -> list[Token]:
+    out: list[Token] = []
+    for token in row:
+        prev = out[-1] if out else None
+        if (
+            prev is not None
+            and _GROUP_HEAD.fullmatch(prev.text)
+            and _GROUP_TAIL.fullmatch(token.text)
+            and token.x0 - prev.x1 < 0.45 * prev.height
+        ):
+            out[-1] = Token(
+                f"{prev.text}\u202f{token.text}",
+                prev.x0,
+                min(prev.y0, token.y0),
+                token.x1,
+                max(prev.y1, token.y1),
+                min(prev.confidence, token.confidence),
+                prev.page,
+            )
+        else:
+            out.append(token)
+    return out
 
 
 def tokens_of(words: Sequence[Word], page: int) -> list[Token]:
@@ -186,6 +214,7 @@ def build_layout(
     layout = PageLayout(page, width, height)
     for row in sorted(rows, key=lambda r: statistics.median(t.cy for t in r)):
         row.sort(key=lambda t: t.x0)
+        row = _join_thousands(row)
         line_height = statistics.median(t.height for t in row)
         groups: list[list[Token]] = [[row[0]]]
         for token in row[1:]:

@@ -54,20 +54,31 @@ def is_stop(line: Line) -> bool:
 
 
 def _header(line: Line) -> dict[str, Cell] | None:
+    """The columns of a header line, or None when the line is not one.
+
+    Header cells that ran together (``Prix unitaire Montant``) are split into the
+    longest column labels they start with, left to right.
+    """
     found: dict[str, Cell] = {}
+    unmatched = 0
     for cell in line.cells:
-        best, score = None, 0.0
-        for column in ITEM_COLUMNS:
-            s = label_score(cell.text, CONCEPTS[column].labels)
-            if s > score:
-                best, score = column, s
-        if best is not None and score >= 0.85 and best not in found:
-            found[best] = cell
-    if (
-        len(found) >= 2
-        and ("amount" in found or "unit_price" in found)
-        and len(found) >= len(line.cells) - 1
-    ):
+        i = 0
+        while i < len(cell.tokens):
+            best: tuple[float, int, str] = (0.0, 0, "")
+            for k in range(1, min(4, len(cell.tokens) - i) + 1):
+                text = " ".join(t.text for t in cell.tokens[i : i + k])
+                for column in ITEM_COLUMNS:
+                    s = label_score(text, CONCEPTS[column].labels)
+                    if s >= 0.85 and (k, s) > (best[1], best[0]):
+                        best = (s, k, column)
+            if not best[1]:
+                unmatched += 1
+                i += 1
+                continue
+            if best[2] not in found:
+                found[best[2]] = cell.sub(i, i + best[1])
+            i += best[1]
+    if len(found) >= 2 and ("amount" in found or "unit_price" in found) and unmatched <= 1:
         return found
     return None
 

@@ -322,7 +322,9 @@ TITLES = frozenset(
 LEGAL_FORMS = re.compile(
     r"\b(?:GmbH|AG|KG|OHG|UG|e\.K\.|Ltd\.?|Limited|LLC|L\.L\.C\.|Inc\.?|Corp\.?|Co\.|PLC|LLP|"
     r"S\.A\.S?\.?|SAS|SARL|S\.à r\.l\.|SA|SE|B\.V\.|BV|N\.V\.|NV|VOF|S\.L\.|SL|S\.L\.U\.|"
-    r"S\.r\.l\.|Srl|S\.p\.A\.|SpA|S\.n\.c\.|and Sons|& Co|Group|Partners)(?=$|[\s,.])",
+    r"S\.r\.l\.|Srl|S\.p\.A\.|SpA|S\.n\.c\.|S\.a\.s\.|S\.Com\.|S\.Coop\.|S\.L\.L\.|"
+    r"GbR|KGaA|mbH|and Sons|& Co\.?|& Zn\.?|e figli|e Hijos|y asociados|Group|Partners)"
+    r"(?=$|[\s,.])",
 )
 
 _SPLIT_NAME = re.compile(r"[_\-\s.]+|(?<=[a-z])(?=[A-Z])")
