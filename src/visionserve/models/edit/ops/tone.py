@@ -93,7 +93,7 @@ def auto_enhance(img: Image.Image, _p: object = None) -> Image.Image:
         clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
         lab[..., 0] = clahe.apply(np.ascontiguousarray(lab[..., 0]))
         out = Image.fromarray(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB), "RGB")
-        return ImageOps.autocontrast(out, cutoff=0.5)
+        return ImageOps.autocontrast(out, cutoff=0.5, preserve_tone=True)
 
     return keep_alpha(run, img)
 
