@@ -289,3 +289,23 @@ async def test_blank_page_is_a_failed_job_with_a_public_code(env: Env) -> None:
     assert job["error"]["code"] == "no_text" and "not a document" in job["error"]["message"]
     stats = (await env.client.get(f"/patterns/{pid}")).json()["data"]["statistics"]
     assert stats["success_rate"] == 0.0 and stats["total_requests"] == 1
+
+
+async def test_a_job_the_platform_gave_up_on_reads_as_failed(build_env) -> None:  # type: ignore[no-untyped-def]
+    from visionserve.errors import PublicFailure
+
+    env = build_env(sync_window_s=0)
+    pid = await env.pattern()
+    r = await env.client.post(f"/patterns/{pid}/ingest", json={"image_base64": b64(invoice_pdf())})
+    job_id = r.json()["data"]["job_id"]
+    claimed = env.ctx.queue.claim("doomed-worker")
+    assert claimed is not None and claimed.id == job_id
+    lost = PublicFailure("worker lost 3 times; giving up", "worker_lost", "internal", False)
+    assert env.ctx.queue.fail(job_id, "doomed-worker", lost)
+    body = (await env.client.get(f"/jobs/{job_id}")).json()
+    assert body["success"] is False
+    assert body["data"]["status"] == "failed" and body["data"]["failed_at"].endswith("Z")
+    assert body["data"]["error"] == {
+        "code": "worker_lost",
+        "message": "worker lost 3 times; giving up",
+    }
