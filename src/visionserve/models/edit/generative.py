@@ -76,6 +76,7 @@ class GenerativeBackend:
         Raises:
             QuotaExceeded: A billing or quota refusal.
             GenerativeFailed: Unreachable, timed out, an HTTP error or an unreadable answer.
+            EgressRefused: The egress policy refuses the API's (or the result's) URL.
         """
         png = encode_image(image.convert("RGBA"), "png")
         data: dict[str, str] = {"model": self.model, "prompt": prompt[:4000], "n": "1"}
