@@ -115,8 +115,9 @@ def _right_of(layout: PageLayout, cell: Cell) -> Cell | None:
     if cell.index + 1 >= len(cells):
         return None
     right = cells[cell.index + 1]
-    # A value two thirds of the page away belongs to another column's label.
-    if right.x0 - cell.x1 > 0.45 * layout.width:
+    # A value half a page away belongs to another column's label (but on a narrow
+    # till slip, label and value sit at the two edges).
+    if right.x0 - cell.x1 > max(0.45 * layout.width, 20 * cell.height):
         return None
     return right
 

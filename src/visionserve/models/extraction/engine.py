@@ -54,6 +54,7 @@ CALIBRATION: tuple[tuple[float, float], ...] = (
 # Sums that agree within a cent (or 0.5% for long receipts with rounding).
 _TOLERANCE = 0.011
 
+_MONEY_TEXT = re.compile(r"\d[.,]\d{2}(?!\d)")
 _EMAIL = re.compile(r"[\w.+-]+@([\w-]+)\.[\w.-]+")
 _WEB = re.compile(r"\bwww\.([\w-]+)\.\w+")
 _LANG_HINTS: dict[str, tuple[str, ...]] = {
@@ -314,6 +315,8 @@ def _scalar(spec: FieldSpec, target: FieldTarget, doc: _Doc) -> _Leaf:
         found += _currency_cues(doc)
     elif concept == "total" and not found:
         found += _largest_amount(doc)
+    elif concept == "customer" and not found:
+        found += _recipient_cues(doc)
     if not found:
         return _Leaf()
     best = max(found, key=lambda c: (c.score, -c.page, -c.cell.y0))
@@ -359,6 +362,9 @@ def _name(text: str) -> str | None:
     text = text.strip(" :")
     if len(text) < 2 or not any(ch.isalpha() for ch in text) or "@" in text:
         return None
+    tokens = text.split()
+    if len(tokens) <= 2 and any(any(ch.isdigit() for ch in t) for t in tokens):
+        return None  # "F-2023-8193", "Nr 12": an identifier, not a name
     if coerce.parse_date(text) or coerce.parse_amount(text) is not None:
         return None
     return text
@@ -404,16 +410,52 @@ def _issuer_cues(doc: _Doc) -> list[Candidate]:
     return out
 
 
+def _recipient_cues(doc: _Doc) -> list[Candidate]:
+    """An unlabelled address block near the top, above any amount, that is not the
+    issuer's (a letter's recipient window)."""
+    if not doc.layouts:
+        return []
+    issuer = max(_issuer_cues(doc), key=lambda c: c.score, default=None)
+    issuer_name = normalize(str(issuer.value)) if issuer else ""
+    layout = doc.layouts[0]
+    for line in layout.lines:
+        if (
+            line.y1 > 0.4 * layout.height
+            or (coerce.find_amounts(line.text, doc.decimal)
+            and any(coerce.parse_amount(c.text, doc.decimal) is not None for c in line.cells))
+        ):
+            break  # the recipient block comes before the items and sums
+        for cell in line.cells:
+            if id(cell) in doc.label_cells or (issuer and cell.line == issuer.cell.line):
+                continue
+            name = _name(cell.text)
+            if not name or normalize(name) in TITLES or not _heads_address(layout, cell):
+                continue
+            if issuer_name and fuzz.partial_ratio(normalize(name), issuer_name) >= 85:
+                continue  # the issuer's brand or sender line
+            return [Candidate(name, cell, 0.55, "cue")]
+    return []
+
+
 def _heads_address(layout: PageLayout, cell: Cell) -> bool:
-    """Whether a digit-free cell sits on top of an address (a sender block)."""
+    """Whether a digit-free cell sits on top of an address (a sender or recipient
+    block): one to three aligned lines right below it, one of them with a number."""
     if any(ch.isdigit() for ch in cell.text) or len(cell.tokens) > 6:
         return False
-    for line in layout.lines[cell.line + 1 : cell.line + 2]:
-        if line.y0 - cell.y1 > 1.5 * cell.height:
+    bottom = cell.y1
+    for line in layout.lines[cell.line + 1 : cell.line + 4]:
+        if line.y0 - bottom > 1.5 * cell.height:
             return False
-        for other in line.cells:
-            if abs(other.x0 - cell.x0) < cell.height or abs(other.x1 - cell.x1) < cell.height:
-                return any(ch.isdigit() for ch in other.text)
+        aligned = [
+            o
+            for o in line.cells
+            if abs(o.x0 - cell.x0) < cell.height or abs(o.x1 - cell.x1) < cell.height
+        ]
+        if not aligned:
+            return False
+        if any(ch.isdigit() for o in aligned for ch in o.text):
+            return True
+        bottom = line.y1
     return False
 
 
@@ -464,7 +506,9 @@ def _largest_amount(doc: _Doc) -> list[Candidate]:
     for layout in doc.layouts:
         for cell in layout.cells:
             value = coerce.parse_amount(cell.text, doc.decimal)
-            if value is not None and (best is None or value > best.value):
+            if value is None or not _MONEY_TEXT.search(cell.text):
+                continue  # "613707" is a receipt number, not an amount
+            if best is None or value > best.value:
                 best = Candidate(value, cell, 0.45, "detector")
     return [best] if best else []
 

@@ -164,14 +164,21 @@ def _dist(x0: float, x1: float, bound: tuple[str, float, float]) -> float:
 
 def _receipt_rows(layout: PageLayout, decimal: str) -> list[ItemRow]:
     rows: list[ItemRow] = []
+    previous: Line | None = None  # a text-only line: the name of a "2 x 3.50" line below
     for line in layout.lines:
         if is_stop(line):
             if rows:
                 break
+            previous = None
             continue
         tokens = line.tokens
         if len(tokens) < 2 or not _MONEY.match(tokens[-1].text):
+            money = any(_MONEY.match(t.text) for t in tokens)
+            previous = line if any(c.isalpha() for c in line.text) and not money else None
             continue
+        if _QTY_TIMES.match(line.text) and previous is not None:
+            tokens = previous.tokens + tokens  # the item's name sits on the line above
+        previous = None
         amount = parse_amount(tokens[-1].text, decimal)
         head = " ".join(t.text for t in tokens[:-1])
         qty: float | None = None

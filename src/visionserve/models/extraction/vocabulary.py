@@ -86,6 +86,7 @@ CONCEPTS: dict[str, Concept] = {
             ),
             _split(
                 "invoice number|invoice no|invoice no.|invoice #|invoice nr|inv no|invoice id|"
+                "no|no.|nr|nr.|n°|nº|#|"
                 "receipt no|receipt number|receipt #|bill no|document no|"
                 "rechnungsnummer|rechnungs-nr|rechnungs-nr.|rechnung nr|rechnung nr.|beleg-nr|"
                 "belegnummer|bon-nr|"
@@ -360,9 +361,11 @@ def label_score(text: str, labels: tuple[str, ...]) -> float:
     exact, fuzzy = _prepared(labels)
     if plain in exact:
         return 1.0
-    if len(plain) < 4:
-        return 0.0  # "van" vs "vat": short words must match exactly
-    found = process.extractOne(plain, fuzzy, scorer=fuzz.ratio, score_cutoff=86)
+    if len(plain) < 6:
+        return 0.0  # "van" vs "vat", "facture" vs "facture à": short words must match exactly
+    # One slip in a short label, a few in a long one.
+    cutoff = 90 if len(plain) < 12 else 86
+    found = process.extractOne(plain, fuzzy, scorer=fuzz.ratio, score_cutoff=cutoff)
     if found is None:
         return 0.0
     return min(0.88, 0.6 + (found[1] / 100 - 0.86) * 2)
@@ -371,7 +374,7 @@ def label_score(text: str, labels: tuple[str, ...]) -> float:
 @functools.lru_cache(maxsize=256)
 def _prepared(labels: tuple[str, ...]) -> tuple[frozenset[str], list[str]]:
     plain = [strip_accents(normalize(label)) for label in labels]
-    return frozenset(plain), [p for p in plain if len(p) >= 4]
+    return frozenset(plain), [p for p in plain if len(p) >= 6]
 
 
 _PERCENT = re.compile(r"\(?\s*\d+(?:[.,]\d+)?\s*%\s*\)?")
