@@ -20,8 +20,9 @@ GiB = 1024**3
 @serve.deployment(
     name="extraction",
     # MiniLM (90 MB) and the local engine at rest, about 0.6 GB; pages in flight are
-    # rendered at 150 dpi (a few MB each), a few at a time.
-    ray_actor_options={"num_cpus": 0.2, "memory": 3 * GiB // 2},
+    # rendered at 150 dpi (a few MB each), a few at a time. A small CPU reservation, like
+    # ocr and layout: every deployment of the app must fit a two-core machine.
+    ray_actor_options={"num_cpus": 0.1, "memory": 3 * GiB // 2},
     autoscaling_config=autoscaling(2),
     max_ongoing_requests=4,
     max_queued_requests=256,
