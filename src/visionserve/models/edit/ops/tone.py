@@ -27,7 +27,8 @@ def keep_alpha(fn: Callable[[Image.Image], Image.Image], img: Image.Image) -> Im
         out = fn(rgba.convert("RGB")).convert("RGB")
         out.putalpha(rgba.getchannel("A"))
         return out
-    return fn(img.convert("RGB"))
+    # Every filter here returns a new image, so an RGB input needs no defensive copy.
+    return fn(img if img.mode == "RGB" else img.convert("RGB"))
 
 
 def brightness(img: Image.Image, p: AmountParams) -> Image.Image:
