@@ -17,7 +17,7 @@ export RAY_AUTH_MODE ?= token
 TESSERACT_PKGS := tesseract-ocr tesseract-ocr-eng
 
 .DEFAULT_GOAL := help
-.PHONY: help setup tesseract run stop test lint bench serve-build clean
+.PHONY: help setup tesseract run stop test lint bench serve-build clean adk-venv
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -74,8 +74,17 @@ run: setup ## Start a local Ray with the dashboard and serve serve_config.yaml (
 stop: ## Stop the local Ray started by `make run` (nothing to do when none runs)
 	@if [ -x $(BIN)/ray ]; then $(BIN)/ray stop --force; else echo "no $(BIN)/ray: no Ray to stop"; fi
 
-test: setup ## Run the test suite (starts its own local Ray and loopback servers)
+test: setup adk-venv ## Run the test suite (starts its own local Ray and loopback servers)
 	$(BIN)/pytest
+
+# The watsonx Orchestrate ADK pins its own dependency tree: its own venv, used by
+# tests/api/edit/test_watsonx_tools.py to import docs/watsonx/ as Orchestrate does.
+ADK_VENV := var/adk-venv
+adk-venv: ## The watsonx Orchestrate ADK in var/adk-venv (for the tool-document test)
+	@test -f $(ADK_VENV)/.installed || { \
+		test -x $(ADK_VENV)/bin/python || $(PYTHON) -m venv $(ADK_VENV); \
+		$(ADK_VENV)/bin/pip install --quiet ibm-watsonx-orchestrate==2.19.1 \
+			&& echo ibm-watsonx-orchestrate==2.19.1 > $(ADK_VENV)/.installed; }
 
 lint: setup ## ruff, mypy and the layer rules (import-linter contracts in pyproject.toml)
 	$(BIN)/ruff check .

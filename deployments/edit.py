@@ -54,8 +54,10 @@ class HandleModelOps:
 
 @serve.deployment(
     name="edit",
-    # MiniLM (~90 MB), the style and face ONNX models and OCR load on first use.
-    ray_actor_options={"num_cpus": 0.2, "memory": 3 * GiB // 2},
+    # MiniLM (~90 MB) at start; the style and face ONNX models and OCR on first use.
+    # Its pure operations run in threads here; the CPU reservation is a share of the
+    # one-machine cluster, where the Serve replicas together reserve under 2 CPUs.
+    ray_actor_options={"num_cpus": 0.1, "memory": 3 * GiB // 2},
     autoscaling_config=autoscaling(4),
     max_ongoing_requests=8,
     max_queued_requests=64,

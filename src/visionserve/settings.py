@@ -185,8 +185,10 @@ class GenerativeSettings(BaseModel):
 class EditSettings(BaseModel):
     """The edit surface: its COS buckets (the blob store's), engine options, batch pool."""
 
-    # Buckets of the S3-compatible store when blobs.backend is "s3"; with local blobs,
-    # folders <blobs.local_dir>/cos/<bucket>/.
+    # Buckets of edit's own S3-compatible store (IBM COS, MinIO, AWS) when ``s3`` is set
+    # (its ``bucket`` and ``prefix`` are unused), else of the platform's blob store: with
+    # blobs.backend "s3" its endpoint, with local blobs <blobs.local_dir>/cos/<bucket>/.
+    s3: S3Settings | None = None
     input_bucket: str = "input-images"
     output_bucket: str = "wxo-images"
     input_prefix: str = ""
@@ -201,10 +203,12 @@ class EditSettings(BaseModel):
     # Optional: what no local operation can do ("add a dog") goes here.
     generative: GenerativeSettings = GenerativeSettings()
     # COS -> COS batches (Ray Data): actors in the pool, images per batch, the CPUs each
-    # actor reserves (below 1 where Serve replicas hold part of a node), most files.
+    # actor reserves, most files. The reservation is small so a batch fits beside the
+    # Serve replicas of a one-machine cluster (they hold ~1.9 of 2 CPUs); each actor
+    # still uses a core of its own. Raise it on a real cluster.
     batch_actors: int = Field(2, ge=1)
     batch_size: int = Field(2, ge=1)
-    batch_actor_cpus: float = Field(0.5, gt=0)
+    batch_actor_cpus: float = Field(0.05, gt=0)
     max_batch_files: int = Field(10_000, ge=1)
 
 

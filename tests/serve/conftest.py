@@ -7,12 +7,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 APP_NAME = "visionserve"
+# edit's input and output buckets (the edit serve test creates them).
+EDIT_BUCKETS = ("edit-input", "edit-output")
 
 
 @dataclass
@@ -35,7 +38,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def serve_cluster(
-    tmp_path_factory: pytest.TempPathFactory, ray_session: None
+    tmp_path_factory: pytest.TempPathFactory, ray_session: None, s3_server: Any
 ) -> Iterator[ServeCluster]:
     from ray import serve
 
@@ -54,6 +57,16 @@ def serve_cluster(
             "egress": {"allow": ["127.0.0.1"]},
             "jobs": {"lease_s": 3.0, "heartbeat_s": 0.5, "poll_s": 0.1},
             "webhooks": {"backoff_base_s": 0.2, "backoff_max_s": 1.0},
+            # edit's COS buckets in the moto S3 server (tests/serve/test_edit_serve.py).
+            "edit": {
+                "s3": {
+                    "endpoint_url": s3_server.endpoint_url,
+                    "access_key_id": s3_server.access_key_id,
+                    "secret_access_key": s3_server.secret_access_key,
+                },
+                "input_bucket": EDIT_BUCKETS[0],
+                "output_bucket": EDIT_BUCKETS[1],
+            },
         },
         "job_modules": ["tests.sample_jobs"],
         "extra_surfaces": ["tests.sample_jobs:SURFACE"],

@@ -396,3 +396,68 @@ async def test_a_huge_base64_is_refused_without_decoding_work(
     (hook,) = await app.callbacks(receiver, 1)
     assert "limit" in body_of(hook)["error"]
     assert json.loads(hook.body)["status"] == "failed"
+
+
+@pytest.fixture
+def s3_settings_home(settings_home, s3_server):  # type: ignore[no-untyped-def]
+    """edit's buckets in the moto S3 server (fresh input and output buckets)."""
+    import uuid
+
+    from visionserve.settings import S3Settings
+    from visionserve.store.blobs import s3_client
+
+    s3 = S3Settings(
+        endpoint_url=s3_server.endpoint_url,
+        access_key_id=s3_server.access_key_id,
+        secret_access_key=s3_server.secret_access_key,
+    )
+    settings_home.edit.s3 = s3
+    suffix = uuid.uuid4().hex[:10]
+    settings_home.edit.input_bucket = f"in-{suffix}"
+    settings_home.edit.output_bucket = f"out-{suffix}"
+    client = s3_client(s3)
+    for name in (settings_home.edit.input_bucket, settings_home.edit.output_bucket):
+        client.create_bucket(Bucket=name)
+    return settings_home
+
+
+@pytest.mark.services
+async def test_cos_result_in_s3_with_a_presigned_url(s3_settings_home, make_app, receiver) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    app = await make_app(s3_settings_home)
+    config = (await app.client.get("/edit/cos/config")).json()
+    assert config["endpoint"] == s3_settings_home.edit.s3.endpoint_url
+    assert config["output_bucket"] == s3_settings_home.edit.output_bucket
+    source = textured_background((120, 90), seed=5)
+    r = await app.post(
+        "/process-image-async",
+        {"prompt": "resize to 60x45", "filename": "shot.jpg", "image_base64": b64(source, "JPEG")},
+        receiver.url,
+    )
+    job_id = r.json()["job_id"]
+    (hook,) = await app.callbacks(receiver, 1)
+    payload = body_of(hook)
+    assert set(payload) == COS_KEYS, payload
+    assert payload["object_key"].startswith(f"results/{job_id}/shot_modified.")
+    assert payload["result_url"].startswith(s3_settings_home.edit.s3.endpoint_url)
+    assert "X-Amz-Signature" in payload["result_url"] and payload["expires_in"] == 900
+    fetched = httpx.get(payload["result_url"])  # straight from the store, no credentials
+    assert fetched.status_code == 200
+    assert Image.open(io.BytesIO(fetched.content)).size == (60, 45)
+
+
+@pytest.mark.services
+async def test_batch_reads_and_writes_s3_buckets(s3_settings_home, make_app, receiver) -> None:  # type: ignore[no-untyped-def]
+    app = await make_app(s3_settings_home)
+    _fill_input_bucket(app.settings, good=2)
+    r = await app.post("/batch-process-images", {"prompt": "rotate 90 degrees"}, receiver.url)
+    job_id = r.json()["job_id"]
+    (hook,) = await app.callbacks(receiver, 1)
+    payload = body_of(hook)
+    assert (payload["total_files"], payload["processed"], payload["failed"]) == (3, 2, 1)
+    assert payload["output_bucket"] == s3_settings_home.edit.output_bucket
+    keys = cos.output_bucket(app.settings).list(f"results/batch/{job_id}/")
+    assert len(keys) == 2
+    rotated = Image.open(io.BytesIO(cos.output_bucket(app.settings).get(keys[0])))
+    assert rotated.size == (72, 96)

@@ -94,7 +94,7 @@ class EditImages:
             data = self.inputs.get(key)
             image = load_image(data, self.settings)
             edited = asyncio.run(self.editor.edit(self.spec.plan, self.spec.prompt, image))
-            out_key = self.spec.output_prefix + cos.result_name(name, edited.format)
+            out_key = self._output_key(key, edited.format)
             self.outputs.put(out_key, edited.encoded, edited.mime_type)
         except Exception as exc:
             failure = public_failure(exc, ref=f"batch {self.spec.job_id} {key}", logger=log)
@@ -107,6 +107,13 @@ class EditImages:
                 message=f"{name}: {edited.note}",
             )
         return ItemOutcome(key=key, status="processed", output_key=out_key)
+
+    def _output_key(self, key: str, fmt: str) -> str:
+        """``<output_prefix>/<job>/<sub/folders>/<stem>_modified.<ext>``: no two inputs collide."""
+        relative = key.removeprefix(self.settings.edit.input_prefix).lstrip("/")
+        folder = posixpath.dirname(relative)
+        name = cos.result_name(posixpath.basename(key), fmt)
+        return self.spec.output_prefix + (f"{folder}/{name}" if folder else name)
 
 
 class SequentialRunner:

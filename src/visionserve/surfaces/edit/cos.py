@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import posixpath
 
-from visionserve.settings import Settings
+from visionserve.settings import S3Settings, Settings
 from visionserve.store.blobs import BlobStore, S3BlobStore, make_blob_store
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
@@ -55,10 +55,18 @@ class PrefixedStore:
 def bucket(settings: Settings, name: str) -> BlobStore:
     """The bucket ``name`` of the configured store; URLs live ``edit.presign_expires``."""
     expires = settings.edit.presign_expires
-    if settings.blobs.backend == "s3":
-        s3 = settings.blobs.s3.model_copy(update={"bucket": name, "prefix": ""})
-        return S3BlobStore(s3, url_expiry_s=expires)
+    s3 = s3_settings(settings)
+    if s3 is not None:
+        one = s3.model_copy(update={"bucket": name, "prefix": ""})
+        return S3BlobStore(one, url_expiry_s=expires)
     return PrefixedStore(make_blob_store(settings), f"cos/{name}")
+
+
+def s3_settings(settings: Settings) -> S3Settings | None:
+    """The S3-compatible store edit's buckets live in, or None for local folders."""
+    if settings.edit.s3 is not None:
+        return settings.edit.s3
+    return settings.blobs.s3 if settings.blobs.backend == "s3" else None
 
 
 def input_bucket(settings: Settings) -> BlobStore:
@@ -71,11 +79,15 @@ def output_bucket(settings: Settings) -> BlobStore:
 
 def endpoint(settings: Settings) -> str:
     """Where the buckets live, as a client would address them (never a credential)."""
-    if settings.blobs.backend == "s3":
-        return (
-            settings.blobs.s3.endpoint_url or f"https://s3.{settings.blobs.s3.region}.amazonaws.com"
-        )
+    s3 = s3_settings(settings)
+    if s3 is not None:
+        return s3.endpoint_url or f"https://s3.{s3.region}.amazonaws.com"
     return f"{settings.public_url.rstrip('/')}/blobs/cos"
+
+
+def region(settings: Settings) -> str:
+    s3 = s3_settings(settings)
+    return s3.region if s3 is not None else settings.blobs.s3.region
 
 
 def is_image_name(key: str) -> bool:

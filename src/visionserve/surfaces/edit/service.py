@@ -42,7 +42,7 @@ class EditService:
         edit = self.settings.edit
         return s.CosConfig(
             endpoint=cos.endpoint(self.settings),
-            region=self.settings.blobs.s3.region,
+            region=cos.region(self.settings),
             input_bucket=edit.input_bucket,
             output_bucket=edit.output_bucket,
             input_prefix=edit.input_prefix,
