@@ -239,10 +239,65 @@ def check_extract(client: httpx.Client, key: str) -> str:
     return f"job {job_id[:8]} completed, confidence {job['confidence']}: {job['result']}"
 
 
-def check_edit(client: httpx.Client) -> str:
+def check_edit(client: httpx.Client, timeout_s: float = 180) -> str:
+    """One b64 edit with a callback to a receiver on loopback (smoke.sh allow-lists it)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import numpy as np
+    from PIL import Image
+
     r = client.get("/edit/health", timeout=30)
     assert r.status_code == 200 and r.json() == {"ok": True}, f"HTTP {r.status_code}: {r.text}"
-    return '{"ok": true}'
+    got: list[dict[str, Any]] = []
+    arrived = threading.Event()
+
+    class Callback(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0)))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            arrived.set()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Callback)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        # Mid-tones, so "20% brighter" shows in full (white cannot get brighter).
+        grey = Image.linear_gradient("L").resize((160, 120)).point(lambda v: 60 + v // 3)
+        buf = io.BytesIO()
+        grey.convert("RGB").save(buf, "PNG")
+        source = buf.getvalue()
+        r = client.post(
+            "/edit/process-image-async-b64",
+            json={
+                "prompt": "make it 20% brighter",
+                "filename": "disc.png",
+                "image_base64": base64.b64encode(source).decode(),
+            },
+            headers={"callbackUrl": f"http://127.0.0.1:{server.server_address[1]}/callback"},
+            timeout=30,
+        )
+        assert r.status_code == 202, f"HTTP {r.status_code}: {r.text}"
+        job_id = r.json()["job_id"]
+        if not arrived.wait(timeout_s):
+            state = client.get(f"/edit/jobs/{job_id}", timeout=30).text
+            raise AssertionError(f"no callback within {timeout_s:.0f} s: {_short(state, 300)}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    payload = got[0]
+    keys = {"status", "job_id", "filename", "result_image_base64", "result_mime_type"}
+    assert set(payload) == keys, f"callback keys {sorted(payload)} != {sorted(keys)}"
+    assert payload["status"] == "completed" and payload["job_id"] == job_id, payload.get("status")
+    out = Image.open(io.BytesIO(base64.b64decode(payload["result_image_base64"])))
+    before = Image.open(io.BytesIO(source)).convert("L")
+    ratio = float(np.asarray(out.convert("L"), float).mean() / np.asarray(before, float).mean())
+    assert out.size == before.size and 1.15 < ratio < 1.25, f"brightness x{ratio:.2f}"
+    return f"job {job_id[:8]} called back: {payload['result_mime_type']}, brightness x{ratio:.2f}"
 
 
 def _short(text: str, n: int = 80) -> str:

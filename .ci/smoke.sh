@@ -104,6 +104,8 @@ for port in 6390 8000 8265; do
 done
 mkdir -p "$work/home"
 export HOME="$work/home"
+# The edit check's callback receiver listens on loopback, which egress refuses by default.
+export VISIONSERVE_EGRESS__ALLOW='["127.0.0.1"]'
 
 log "make run (in the background)"
 # Its own session, so that everything it starts (Ray included) can be found and stopped.
