@@ -27,7 +27,8 @@ _CURRENCY_CODES = frozenset(
     {"EUR", "USD", "GBP", "CHF", "JPY", "CAD", "AUD", "SEK", "NOK", "DKK", "PLN", "CZK", "INR"}
 )
 _CURRENCY_RE = re.compile(r"€|\$|£|¥|₹|\b(?:" + "|".join(sorted(_CURRENCY_CODES)) + r")\b")
-_TWO_DECIMALS = re.compile(r"\d([.,])\d{2}(?![\d])")
+# Two decimals that end the number (not "05.03.2024", whose ".03" is a month).
+_TWO_DECIMALS = re.compile(r"(?<!\d[.,])\d([.,])\d{2}(?![\d.,])")
 
 DateOrder = str  # "DMY", "MDY" or "YMD"
 

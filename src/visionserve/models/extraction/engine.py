@@ -387,15 +387,14 @@ def _issuer_cues(doc: _Doc) -> list[Candidate]:
             if id(cell) in customer or id(cell) in doc.label_cells:
                 continue
             text = cell.text
-            name = _name(text)
-            if name is None or normalize(text) in TITLES:
-                continue
             top = layout.number == 1 and cell.y1 < 0.3 * layout.height
             score = 0.0
             # The last legal form ends the name ("... y asociados S.Com.").
             match = next(reversed(list(LEGAL_FORMS.finditer(text))), None)
+            name = _name(_company_segment(text, match) if match else text)
+            if name is None or normalize(name) in TITLES:
+                continue
             if match:
-                name = _company_segment(text, match)
                 score = 0.86 if top else 0.8
             elif top and cell.height > 1.3 * body and len(name) >= 3:
                 score = 0.62
@@ -419,10 +418,9 @@ def _recipient_cues(doc: _Doc) -> list[Candidate]:
     issuer_name = normalize(str(issuer.value)) if issuer else ""
     layout = doc.layouts[0]
     for line in layout.lines:
-        if (
-            line.y1 > 0.4 * layout.height
-            or (coerce.find_amounts(line.text, doc.decimal)
-            and any(coerce.parse_amount(c.text, doc.decimal) is not None for c in line.cells))
+        if line.y1 > 0.4 * layout.height or (
+            coerce.find_amounts(line.text, doc.decimal)
+            and any(coerce.parse_amount(c.text, doc.decimal) is not None for c in line.cells)
         ):
             break  # the recipient block comes before the items and sums
         for cell in line.cells:
@@ -479,6 +477,8 @@ def _customer_block(doc: _Doc) -> set[int]:
                 continue
             block.add(id(cell))
             for line in layout.lines[cell.line : cell.line + 5]:
+                if line.y0 - cell.y1 > 6 * cell.height:
+                    break
                 for other in line.cells:
                     if other.x0 < cell.x0 + 0.3 * layout.width and other.x1 > cell.x0 - 5:
                         block.add(id(other))

@@ -22,7 +22,10 @@ ITEM_COLUMNS = ("description", "quantity", "unit_price", "amount")
 _MONEY = re.compile(
     r"^[-−(]?[€$£]?\s?\d{1,3}(?:[.,' ]?\d{3})*[.,]\d{2}\)?\s?(?:[€$£]|EUR|USD|GBP)?$"
 )
-_QTY_TIMES = re.compile(r"(?<![\d.,])(\d+(?:[.,]\d+)?)\s*[x×@*]\s*", re.IGNORECASE)
+# "2 x 3.50": a count, a times sign, then a price (not "Water 6x1.5L").
+_QTY_TIMES = re.compile(
+    r"(?<![\w.,])(\d+(?:[.,]\d+)?)\s*[x×@*]\s*(?=[€$£]?\s?\d+[.,]\d{2}(?!\d))", re.IGNORECASE
+)
 
 
 @dataclass

@@ -433,7 +433,7 @@ def concept_for(
     score, concept = best
     if (concept is None or score < 0.85) and embedder is not None:
         concept, score = _embed_match(words, description, instructions, pool, embedder)
-    if concept is None or score < 0.6:
+    if concept is None or score < 0.86:  # "purchase order" is not "purchase date"
         return FieldTarget(None, (words,), 0.5)
     return FieldTarget(concept.name, (*concept.labels, words), score)
 
