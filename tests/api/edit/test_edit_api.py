@@ -95,6 +95,7 @@ async def test_b64_edit_calls_back_with_exactly_the_contract_fields(make_app, re
     assert "result_image_base64" not in view["result"]
     (delivery,) = view["deliveries"]
     assert delivery["url"] == receiver.url and delivery["event_id"] == f"job.completed:{job_id}"
+    assert app.ctx.blobs.list("edit/inputs/") == []  # the input went with the job
 
 
 async def test_callback_is_retried_with_the_same_event_id(make_app, receiver) -> None:  # type: ignore[no-untyped-def]
@@ -233,6 +234,7 @@ async def test_a_prompt_no_local_operation_covers_fails_listing_capabilities(
     payload = body_of(hook)
     assert set(payload) == FAILED_KEYS and payload["job_id"] == r.json()["job_id"]
     assert "add a dog" in payload["error"] and "no generative backend" in payload["error"]
+    assert app.ctx.blobs.list("edit/inputs/") == []  # a failed job's input goes too
     for capability in capabilities()[:3]:
         assert capability in payload["error"]
 

@@ -109,9 +109,15 @@ async def _edit(ctx: JobContext) -> tuple[Edited, str]:
     if payload.get("input_error"):
         raise BadRequest(payload["input_error"], code="invalid_base64")
     blobs = ctx.app.blobs
-    data = await asyncio.to_thread(blobs.get, payload["input_key"])
-    ctx.progress(0.1, "editing")
-    edited: Edited = await ctx.app.handles[EDIT_HANDLE].edit.remote(data, payload["prompt"])
+    try:
+        data = await asyncio.to_thread(blobs.get, payload["input_key"])
+        ctx.progress(0.1, "editing")
+        edited: Edited = await ctx.app.handles[EDIT_HANDLE].edit.remote(data, payload["prompt"])
+    except Exception:
+        # The job fails for good (handlers are not retried): its input goes with it. A
+        # lost lease or a shutdown (CancelledError) leaves it for the next worker.
+        await asyncio.to_thread(blobs.delete, payload["input_key"])
+        raise
     await asyncio.to_thread(blobs.delete, payload["input_key"])
     return edited, payload["filename"]
 
