@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from PIL import Image
 
@@ -31,6 +32,10 @@ from visionserve.models.edit.engines import LocalEngines, local_engines
 from visionserve.models.edit.ops import background, geometry, text, tone
 from visionserve.models.edit.ops.faces import anonymize
 from visionserve.models.edit.plan import Plan, Step
+
+if TYPE_CHECKING:
+    from visionserve.models.bg_removal import BackgroundRemover
+    from visionserve.models.upscale import Upscaler
 
 log = logging.getLogger(__name__)
 
@@ -73,35 +78,39 @@ class LocalModelOps:
         self.bg_model = bg_model
         self.upscaler_name = upscaler
         self.threads = threads
-        self._remover: object | None = None
-        self._upscaler: object | None = None
-        self._lock = asyncio.Lock()
+        self._remover: BackgroundRemover | None = None
+        self._upscaler: Upscaler | None = None
+        # A thread lock, not an asyncio one: the batch runs each image in its own
+        # event loop (asyncio.run), and loading happens in a worker thread anyway.
+        self._lock = threading.Lock()
 
-    def _get_remover(self):  # type: ignore[no-untyped-def]
+    def _get_remover(self) -> BackgroundRemover:
         from visionserve.models.bg_removal import BackgroundRemover
 
-        if self._remover is None:
-            self._remover = BackgroundRemover(self.bg_model, self.model_home, threads=self.threads)
-        return self._remover
+        with self._lock:
+            if self._remover is None:
+                self._remover = BackgroundRemover(
+                    self.bg_model, self.model_home, threads=self.threads
+                )
+            return self._remover
 
-    def _get_upscaler(self):  # type: ignore[no-untyped-def]
+    def _get_upscaler(self) -> Upscaler:
         from visionserve.models.upscale import get_upscaler
 
-        if self._upscaler is None:
-            self._upscaler = get_upscaler(self.upscaler_name, self.model_home, threads=self.threads)
-        return self._upscaler
+        with self._lock:
+            if self._upscaler is None:
+                self._upscaler = get_upscaler(
+                    self.upscaler_name, self.model_home, threads=self.threads
+                )
+            return self._upscaler
 
     async def subject_mask(self, image: Image.Image) -> Image.Image:
-        async with self._lock:
-            remover = await asyncio.to_thread(self._get_remover)
-        mask: Image.Image = await asyncio.to_thread(remover.mask, image)
-        return mask
+        remover = await asyncio.to_thread(self._get_remover)
+        return await asyncio.to_thread(remover.mask, image)
 
     async def upscale(self, image: Image.Image, factor: int) -> Image.Image:
-        async with self._lock:
-            upscaler = await asyncio.to_thread(self._get_upscaler)
-        out: Image.Image = await asyncio.to_thread(upscaler.upscale, image, factor)
-        return out
+        upscaler = await asyncio.to_thread(self._get_upscaler)
+        return await asyncio.to_thread(upscaler.upscale, image, factor)
 
 
 @dataclass
