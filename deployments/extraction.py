@@ -48,16 +48,19 @@ class Extraction:
         log.info("extraction engines: local%s", ", vlm" if self.vlm else "")
 
     async def pages(self, input_key: str) -> list[Any]:
-        """The stored input's pages (a good PDF text layer gives words already)."""
+        """The stored input's pages: a good PDF text layer gives words already; scans
+        come levelled, ready for OCR."""
         from visionserve.models.extraction.document import load_pages
+        from visionserve.models.extraction.runner import straighten_scans
 
         data = await asyncio.to_thread(self.blobs.get, input_key)
-        return await asyncio.to_thread(
+        pages = await asyncio.to_thread(
             load_pages,
             data,
             max_pages=self.settings.extract.max_pages,
             max_pixels=self.settings.limits.max_image_pixels,
         )
+        return await asyncio.to_thread(straighten_scans, pages)
 
     async def extract(self, pages: list[Any], spec: dict[str, Any]) -> dict[str, Any]:
         """Run the engine the job's pattern asked for on OCR'd pages; the result fits its schema."""

@@ -10,10 +10,26 @@ it is blank), never answered with an invented result.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 from visionserve.errors import BadRequest, InvalidImage
+from visionserve.models.extraction.document import DocPage, straighten
 from visionserve.models.extraction.schema import ExtractionSchema
+
+
+def straighten_scans(pages: list[DocPage]) -> list[DocPage]:
+    """Pages without words (scans) levelled for OCR, as ``document.ocr_pages`` does.
+
+    For OCR elsewhere (the shared OCR deployment): the straightened image replaces the
+    page's, so the word boxes OCR gives refer to it.
+    """
+    return [
+        replace(page, image=straighten(page.image))
+        if not page.words and page.image is not None
+        else page
+        for page in pages
+    ]
 
 
 def choose_engine(asked: str, vlm_configured: bool) -> str:
