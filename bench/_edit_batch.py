@@ -4,7 +4,9 @@
 in one process: once as the original service did (one loop, one image after the
 other, the ONNX models free to use every core) and once through the Ray Data
 pipeline the ``edit.batch`` job runs (an actor pool, one core and one ONNX thread per
-actor). Both wall times include loading the models; neither includes starting Ray.
+actor). Reported: wall time start to end (model loading and, for Ray Data, actor
+start-up included; starting Ray itself is not) and the steady rate, images per second
+after the first result, on both sides; the goal (1.7x on 2 cores) is on the steady rate.
 ``bench/edit.py`` calls :func:`batch_throughput` and prints its figures.
 """
 
@@ -98,12 +100,12 @@ def batch_throughput(images: int = IMAGES, actors: int = 2) -> dict[str, Any]:
         for i in range(images):
             bucket.put(f"photo-{i:03d}.jpg", photo(i), "image/jpeg")
 
-        sequential: dict[str, tuple[float, int]] = {}
+        sequential: dict[str, tuple[float, int, float]] = {}
         for name, prompt in PROMPTS.items():
             spec = _spec(home, f"sequential-{name}", prompt)
-            started = time.perf_counter()
-            done = asyncio.run(SequentialRunner().run(spec, lambda done, total: None))
-            sequential[name] = (time.perf_counter() - started, _ok(done))
+            clock = Clock()
+            done = asyncio.run(SequentialRunner().run(spec, clock.tick))
+            sequential[name] = (clock.elapsed(), _ok(done), clock.steady_rate())
 
         repo = Path(__file__).resolve().parents[1]
         ray.init(
@@ -114,11 +116,11 @@ def batch_throughput(images: int = IMAGES, actors: int = 2) -> dict[str, Any]:
         try:
             for name, prompt in PROMPTS.items():
                 spec = _spec(home, f"ray-{name}", prompt)
-                started = time.perf_counter()
-                done = run_pipeline(spec, actors=actors, batch_size=2, actor_cpus=1.0)
-                ray_s, ray_ok = time.perf_counter() - started, _ok(done)
-                seq_s, seq_ok = sequential[name]
-                ratio = seq_s / ray_s
+                clock = Clock()
+                done = run_pipeline(spec, clock.tick, actors=actors, batch_size=2, actor_cpus=1.0)
+                ray_s, ray_ok, ray_rate = clock.elapsed(), _ok(done), clock.steady_rate()
+                seq_s, seq_ok, seq_rate = sequential[name]
+                steady = ray_rate / seq_rate
                 results[name] = {
                     "prompt": prompt,
                     "sequential_s": round(seq_s, 2),
@@ -126,8 +128,13 @@ def batch_throughput(images: int = IMAGES, actors: int = 2) -> dict[str, Any]:
                     "sequential_images_per_s": round(seq_ok / seq_s, 2),
                     "ray_data_images_per_s": round(ray_ok / ray_s, 2),
                     "processed": {"sequential": seq_ok, "ray_data": ray_ok},
-                    "speedup": round(ratio, 2),
-                    "meets_goal": ratio >= GOAL and seq_ok == ray_ok == images,
+                    # Wall time, start to end: actor start-up and model loading included.
+                    "speedup": round(seq_s / ray_s, 2),
+                    # Images/s once the first result is in (start-up excluded on both sides).
+                    "steady_sequential_images_per_s": round(seq_rate, 2),
+                    "steady_ray_data_images_per_s": round(ray_rate, 2),
+                    "steady_speedup": round(steady, 2),
+                    "meets_goal": steady >= GOAL and seq_ok == ray_ok == images,
                 }
         finally:
             ray.shutdown()
@@ -135,6 +142,30 @@ def batch_throughput(images: int = IMAGES, actors: int = 2) -> dict[str, Any]:
     # The contract's example is the headline (flat keys); every prompt is under by_prompt.
     by_prompt = {name: results.pop(name) for name in PROMPTS}
     return {**results, **by_prompt["enhance"], "by_prompt": by_prompt}
+
+
+class Clock:
+    """Progress callback that times the run and the results after the first one."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.first: tuple[int, float] | None = None
+        self.last: tuple[int, float] = (0, self.started)
+
+    def tick(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = (done, now)
+        self.last = (done, now)
+
+    def elapsed(self) -> float:
+        return self.last[1] - self.started
+
+    def steady_rate(self) -> float:
+        """Images per second from the first result to the last."""
+        assert self.first is not None
+        (n0, t0), (n1, t1) = self.first, self.last
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else float("nan")
 
 
 def _ok(outcomes: list[Any]) -> int:
