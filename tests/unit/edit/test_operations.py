@@ -222,6 +222,12 @@ def test_watermark_is_drawn_where_asked(models, engines) -> None:  # type: ignor
         ),
         ("increase the contrast", lambda a, o: o.std() > 1.1 * a.std()),
         (
+            "make it warmer",
+            lambda a, o: (
+                o[..., 0].mean() > a[..., 0].mean() + 5 and o[..., 2].mean() < a[..., 2].mean() - 5
+            ),
+        ),
+        (
             "make the colours more vivid",
             lambda a, o: (
                 np.ptp(o.astype(int), axis=-1).mean() > np.ptp(a.astype(int), axis=-1).mean()

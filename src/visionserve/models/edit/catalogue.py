@@ -227,6 +227,19 @@ OPERATIONS: dict[str, Operation] = {
             ),
         ),
         Operation(
+            "temperature",
+            AmountParams,
+            "tone",
+            "warmer or cooler colours",
+            (
+                "make it warmer",
+                "give it warm tones",
+                "make the colours cooler",
+                "a colder, bluer look",
+                "warm up the photo",
+            ),
+        ),
+        Operation(
             "sharpen",
             SharpenParams,
             "tone",

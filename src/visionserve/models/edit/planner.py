@@ -75,6 +75,7 @@ _RULES: tuple[tuple[str, Callable[[str], bool]], ...] = (
         _has(
             r"\bwatermark\b",
             r"\b(add|put|place|stamp|insert|overlay|write)\b.*\b(text|copyright|©|caption|signature)\b",
+            r"\b(add|put|place|stamp|insert|overlay|write)\b.*[\"'“]",  # ... a quoted wording
         ),
     ),
     (
@@ -84,6 +85,7 @@ _RULES: tuple[tuple[str, Callable[[str], bool]], ...] = (
             rf"{_BG}.*\b(blur|blurry|bokeh|out of focus)",
             r"\bbokeh\b",
             r"portrait mode",
+            r"\bblur\w*\b.*\bbehind (?:it|him|her|them|the \w+)",
         ),
     ),
     (
@@ -144,6 +146,7 @@ _RULES: tuple[tuple[str, Callable[[str], bool]], ...] = (
             r"cartoon",
             r"\bsketch",
             r"oil paint",
+            r"painterly",
             r"brush ?strokes",
             r"van gogh",
             r"picasso",
@@ -234,6 +237,7 @@ _RULES: tuple[tuple[str, Callable[[str], bool]], ...] = (
             r"look better",
             r"\bclahe\b",
             r"colou?r correct",
+            r"colou?r cast",
             r"\bbetter\b",
             r"\bwashed out",
         ),
@@ -250,7 +254,17 @@ _RULES: tuple[tuple[str, Callable[[str], bool]], ...] = (
             r"\bdull",
             r"colou?rs? (?:more|less)",
             r"intense colou?rs",
-            r"\bcolou?r",
+        ),
+    ),
+    (
+        "temperature",
+        _has(
+            r"\bwarm",
+            r"\bcooler\b",
+            r"\bcool (?:it|the|down)\b",
+            r"\bcool(?:er)? tones?\b",
+            r"\bcold(?:er)?\b",
+            r"colou?r temperature",
         ),
     ),
     (
@@ -280,6 +294,7 @@ _LESS = {
     "brightness": r"dark\w*|dim\w*|reduce|decrease|lower|less|down|too bright|gloomy",
     "contrast": r"reduce|decrease|lower|less|flatten|soften|softer|down|too much",
     "saturation": r"reduce|decrease|lower|less|mute\w*|desaturate|dull\w*|down|too much",
+    "temperature": r"cool\w*|cold\w*|blu\w*|reduce|decrease|lower|less|down",
 }
 
 
@@ -323,7 +338,7 @@ def read_params(op: str, original: str) -> dict[str, Any]:
     c = original.lower()
     k = p.intensity(c)
     out: dict[str, Any] = {}
-    if op in ("brightness", "contrast", "saturation"):
+    if op in ("brightness", "contrast", "saturation", "temperature"):
         less = _LESS[op]
         share = p.percent(c)
         f = p.factor(c)

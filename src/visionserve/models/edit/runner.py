@@ -236,6 +236,7 @@ _TONE: dict[str, Callable[[Image.Image, Any], Image.Image]] = {
     "brightness": tone.brightness,
     "contrast": tone.contrast,
     "saturation": tone.saturation,
+    "temperature": tone.temperature,
     "sharpen": tone.sharpen,
     "blur": tone.blur,
     "denoise": tone.denoise,
