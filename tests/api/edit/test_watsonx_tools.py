@@ -80,11 +80,8 @@ def test_each_document_becomes_one_async_tool_with_its_callback(imported, name) 
     assert tool["callback_url"] == "{$request.header.callbackUrl}"
     assert tool["callback_method"] == "POST"
     body = tool["request_body"]
-    assert set(body["properties"]) == ({"prompt"} if "batch" in name else {
-        "prompt",
-        "filename",
-        "image_base64",
-    })
+    fields = {"prompt"} if "batch" in name else {"prompt", "filename", "image_base64"}
+    assert set(body["properties"]) == fields
     assert "prompt" in body["required"]
     # The callback's body: exactly the contract's payloads, nothing more or less.
     callback = tool["callback_body"]
