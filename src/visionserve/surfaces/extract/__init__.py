@@ -16,4 +16,21 @@ SURFACE = Surface(
     rate_limit_per_minute=1000,
     idempotency=True,
     validation_status=400,
+    # {"success": false, "error": {"code", "message"}} (``details`` where there are some).
+    error_schema={
+        "type": "object",
+        "required": ["success", "error"],
+        "properties": {
+            "success": {"type": "boolean", "const": False},
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "details": {"type": "object"},
+                },
+            },
+        },
+    },
 )

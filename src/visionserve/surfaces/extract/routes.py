@@ -138,7 +138,7 @@ def router(ctx: AppContext) -> APIRouter:
     async def list_patterns(
         app: Ctx,
         who: CurrentPrincipal,
-        page: Annotated[int, Query(ge=1)] = 1,
+        page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
         status: x.PatternStatus | None = None,
     ) -> JSONResponse:
@@ -209,7 +209,7 @@ def router(ctx: AppContext) -> APIRouter:
     async def list_jobs(
         app: Ctx,
         who: CurrentPrincipal,
-        page: Annotated[int, Query(ge=1)] = 1,
+        page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
         status: x.JobStatus | None = None,
         pattern_id: str | None = None,
