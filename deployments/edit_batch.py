@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 
+from visionserve.errors import JobCancelled
 from visionserve.settings import Settings
 from visionserve.surfaces.edit.batch import BatchSpec, EditImages, ItemOutcome
 
@@ -73,14 +75,26 @@ class RayEditBatch:
         self.settings = settings.edit
 
     async def run(self, spec: BatchSpec, progress: Progress) -> list[ItemOutcome]:
-        return await asyncio.to_thread(
-            run_pipeline,
-            spec,
-            progress,
-            actors=self.settings.batch_actors,
-            batch_size=self.settings.batch_size,
-            actor_cpus=self.settings.batch_actor_cpus,
-        )
+        """Run the pipeline in a thread; cancelling this stops it at the next result."""
+        stop = threading.Event()
+
+        def report(done: int, total: int) -> None:
+            if stop.is_set():  # leaving the loop shuts the dataset's executor down
+                raise JobCancelled("the batch was cancelled")
+            progress(done, total)
+
+        try:
+            return await asyncio.to_thread(
+                run_pipeline,
+                spec,
+                report,
+                actors=self.settings.batch_actors,
+                batch_size=self.settings.batch_size,
+                actor_cpus=self.settings.batch_actor_cpus,
+            )
+        except asyncio.CancelledError:
+            stop.set()
+            raise
 
 
 __all__ = ["EditImages", "RayEditBatch", "run_pipeline"]
