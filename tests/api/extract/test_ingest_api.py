@@ -309,3 +309,47 @@ async def test_a_job_the_platform_gave_up_on_reads_as_failed(build_env) -> None:
         "code": "worker_lost",
         "message": "worker lost 3 times; giving up",
     }
+
+
+async def test_vlm_engine_through_the_api(build_env) -> None:  # type: ignore[no-untyped-def]
+    from tests.llm_stub import openai_stub
+    from visionserve.settings import LlmSettings
+
+    with openai_stub(lambda body: json.dumps(TRUTH)) as (url, seen):
+        env = build_env(sync_window_s=20.0, vlm=LlmSettings(base_url=url, model="qwen2.5-vl"))
+        auto = await env.pattern()  # auto: the VLM, since one is configured
+        local = await env.pattern(engine="local")
+        async with env.worker():
+            by_vlm = await env.client.post(
+                f"/patterns/{auto}/ingest", json={"image_base64": b64(invoice_pdf())}
+            )
+            by_local = await env.client.post(
+                f"/patterns/{local}/ingest", json={"image_base64": b64(invoice_pdf())}
+            )
+    job = by_vlm.json()["data"]
+    assert job["status"] == "completed" and job["engine"] == "vlm"
+    assert_truth(job["result"])
+    assert job["field_metadata"]["invoice_number"]["page"] == 1
+    assert len(seen) == 1 and seen[0]["body"]["response_format"]["json_schema"]["strict"] is True
+    assert by_local.json()["data"]["engine"] == "local"
+    pattern = (await env.client.get(f"/patterns/{auto}")).json()["data"]
+    assert pattern["engine"] == "auto"
+
+
+async def test_vlm_errors_fail_the_job_with_a_public_message(build_env) -> None:  # type: ignore[no-untyped-def]
+    from tests.llm_stub import openai_stub
+    from visionserve.settings import LlmSettings
+
+    with openai_stub() as (url, _):
+        env = build_env(sync_window_s=20.0, vlm=LlmSettings(base_url=url, model="broken"))
+        pid = await env.pattern(engine="vlm")
+        async with env.worker():
+            r = await env.client.post(
+                f"/patterns/{pid}/ingest", json={"image_base64": b64(invoice_pdf())}
+            )
+    body = r.json()
+    assert body["success"] is False and body["data"]["status"] == "failed"
+    assert body["data"]["error"] == {
+        "code": "extraction_failed",
+        "message": "LLM endpoint answered HTTP 500",
+    }
