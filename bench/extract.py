@@ -199,13 +199,14 @@ def main() -> None:
     parser.add_argument(
         "--ocr", default=os.environ.get("VISIONSERVE_DOCUMENTS__OCR_ENGINE", "auto")
     )
+    parser.add_argument("--psm", type=int, default=None, help="tesseract page segmentation mode")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
     families = tuple(f for f in args.families.split(",") if f in FAMILIES)
     languages = tuple(args.languages.split(","))
     schema = ExtractionSchema.parse(INVOICE_SCHEMA)
     extractor = LocalExtractor()
-    ocr = get_ocr_engine(args.ocr)
+    ocr = get_ocr_engine(args.ocr, **({"psm": args.psm} if args.psm is not None else {}))
     print(
         f"extract bench: families {','.join(families)} (held out: "
         f"{','.join(HELD_OUT_FAMILIES)}), languages {','.join(languages)}, "

@@ -69,6 +69,7 @@ def labelled(
     *,
     is_label: Callable[[Cell], bool],
     taken: Callable[[Cell, int], bool] = lambda cell, used: False,
+    far: bool = False,
 ) -> Iterator[Candidate]:
     """Every value next to one of ``labels`` that coerces to the field's type.
 
@@ -87,15 +88,17 @@ def labelled(
                 if not score or taken(cell, used):
                     continue
                 label = cell.sub(0, used)
-                if used < len(cell.tokens):
-                    rest = cell.sub(used)
+                # OCR reads table rules and underlines as "|", "__", "—": not the value.
+                kept = [t for t in cell.tokens[used:] if any(ch.isalnum() for ch in t.text)]
+                if kept:
+                    rest = Cell(kept, cell.page, cell.line, cell.index)
                     value = coerce(rest.text)
                     if value is not None:
                         yield Candidate(value, rest, score * INLINE, "inline", label)
                         continue
                     # A label followed by words that are not its value is a weaker label.
                     score *= 0.85
-                right = _right_of(layout, cell)
+                right = _right_of(layout, cell, far=far)
                 if right is not None and not is_label(right):
                     value = coerce(right.text)
                     if value is not None:
@@ -110,14 +113,13 @@ def labelled(
                         break
 
 
-def _right_of(layout: PageLayout, cell: Cell) -> Cell | None:
+def _right_of(layout: PageLayout, cell: Cell, *, far: bool) -> Cell | None:
     cells = layout.lines[cell.line].cells
     if cell.index + 1 >= len(cells):
         return None
     right = cells[cell.index + 1]
-    # A value half a page away belongs to another column's label (but on a narrow
-    # till slip, label and value sit at the two edges).
-    if right.x0 - cell.x1 > max(0.45 * layout.width, 20 * cell.height):
+    # Text half a page away belongs to another column's label.
+    if not far and right.x0 - cell.x1 > 0.45 * layout.width:
         return None
     return right
 

@@ -303,8 +303,10 @@ def _scalar(spec: FieldSpec, target: FieldTarget, doc: _Doc) -> _Leaf:
             doc.layouts,
             target.labels,
             coerce_fn,
-            is_label=lambda c: id(c) in doc.label_cells,
+            # Another field's label (alone or with its value) is never this one's value.
+            is_label=lambda c: id(c) in doc.label_cells or id(c) in doc.owners,
             taken=taken,
+            far=spec.kind in ("number", "integer", "date"),
         )
     )
     if spec.kind == "date" or (concept and CONCEPTS[concept].kind == "date"):

@@ -184,7 +184,7 @@ def tokens_of(words: Sequence[Word], page: int) -> list[Token]:
 
 
 def build_layout(
-    words: Sequence[Word], *, page: int, width: float, height: float, gap: float = 1.0
+    words: Sequence[Word], *, page: int, width: float, height: float, gap: float = 1.5
 ) -> PageLayout:
     """Group a page's words into lines and cells.
 
@@ -193,7 +193,8 @@ def build_layout(
         page: The page number.
         width: Page width (pixels).
         height: Page height (pixels).
-        gap: Horizontal gap, in line heights, that starts a new cell.
+        gap: Horizontal gap, in line heights, that starts a new cell (a space in a
+            monospace font is close to one cap height; columns are further apart).
 
     Returns:
         The page's lines, top to bottom, each with its cells left to right.
@@ -215,7 +216,9 @@ def build_layout(
     for row in sorted(rows, key=lambda r: statistics.median(t.cy for t in r)):
         row.sort(key=lambda t: t.x0)
         row = _join_thousands(row)
-        line_height = statistics.median(t.height for t in row)
+        # OCR boxes are tight: a lower-case word is only x-height tall. The tallest
+        # word is the line's size (cap height at least).
+        line_height = max(t.height for t in row)
         groups: list[list[Token]] = [[row[0]]]
         for token in row[1:]:
             if token.x0 - groups[-1][-1].x1 > gap * line_height:
