@@ -463,3 +463,28 @@ async def test_batch_reads_and_writes_s3_buckets(s3_settings_home, make_app, rec
     assert len(keys) == 2
     rotated = Image.open(io.BytesIO(cos.output_bucket(app.settings).get(keys[0])))
     assert rotated.size == (72, 96)
+
+
+async def test_a_configured_planner_llm_plans_the_edit(settings_home, make_app, receiver) -> None:  # type: ignore[no-untyped-def]
+    """The edit deployment asks the chat model (one strict tool) and runs its plan."""
+    from tests.unit.edit.loopback import Reply, loopback
+
+    plan = {"steps": [{"op": "flip", "params": {"direction": "vertical"}}], "unsupported": []}
+    call = {"id": "c1", "type": "function", "function": {"name": "plan_edits"}}
+    call["function"]["arguments"] = json.dumps(plan)  # type: ignore[index]
+    message = {"role": "assistant", "content": None, "tool_calls": [call]}
+    reply = Reply(body=json.dumps({"choices": [{"index": 0, "message": message}]}).encode())
+    source = textured_background((64, 48), seed=9)
+    with loopback(lambda seen: reply) as (url, seen):
+        settings_home.edit.planner_llm.base_url = f"{url}/v1"
+        app = await make_app(settings_home)
+        await app.post(
+            "/process-image-async-b64",
+            {"prompt": "turn it upside down, mirror-wise", "image_base64": b64(source)},
+            receiver.url,
+        )
+        (hook,) = await app.callbacks(receiver, 1)
+    assert seen and json.loads(seen[0].body)["messages"][1]["content"].startswith("turn it")
+    out = Image.open(io.BytesIO(base64.b64decode(body_of(hook)["result_image_base64"])))
+    flipped = np.asarray(source)[::-1]
+    assert np.array_equal(np.asarray(out.convert("RGB")), flipped)
