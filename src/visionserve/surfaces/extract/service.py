@@ -371,7 +371,7 @@ class ExtractService:
             job.processing_time_ms = processing_time_ms
             job.finished_at = utcnow()
             s.flush()
-            announce(s, job, None)
+            announce(s, job)
 
     def fail(self, job_id: str, code: str, message: str, processing_time_ms: int | None) -> None:
         with session_scope(self.db) as s:
@@ -382,7 +382,7 @@ class ExtractService:
             job.processing_time_ms = processing_time_ms
             job.finished_at = utcnow()
             s.flush()
-            announce(s, job, None)
+            announce(s, job)
 
 
 # --- views -------------------------------------------------------------------------------
@@ -436,7 +436,7 @@ def job_view(job: ExtractJob, queued: Job | None) -> x.JobView:
     return view
 
 
-def announce(s: Session, job: ExtractJob, queued: Job | None) -> None:
+def announce(s: Session, job: ExtractJob) -> None:
     """Queue ``job.completed`` / ``job.failed`` to the owner's webhooks and the pattern's.
 
     Runs in the transaction that finishes the job; event ids are stable, so a retried
@@ -446,9 +446,7 @@ def announce(s: Session, job: ExtractJob, queued: Job | None) -> None:
     body = {
         "event": event,
         "timestamp": iso(job.finished_at),
-        "data": job_view(job, queued).model_dump(
-            mode="json", exclude_none=False, exclude_unset=True
-        ),
+        "data": job_view(job, None).model_dump(mode="json", exclude_unset=True),
     }
     targets: dict[str, str | None] = {}
     pattern_hook = job.spec.get("webhook_url")
