@@ -31,11 +31,23 @@ def _normal_mode(img: Image.Image) -> Image.Image:
 
 
 def rotated_size(w: int, h: int, p: RotateParams) -> tuple[int, int]:
+    """The size ``rotate`` gives: Pillow's own arithmetic for ``expand``, to the pixel."""
     if not p.expand:
         return w, h
-    rad = math.radians(p.degrees)
-    c, s = abs(math.cos(rad)), abs(math.sin(rad))
-    return math.ceil(w * c + h * s - 1e-6), math.ceil(w * s + h * c - 1e-6)
+    if p.degrees % 90 == 0:
+        return (h, w) if p.degrees % 180 else (w, h)
+    angle = math.radians(p.degrees)  # Pillow turns by -degrees, i.e. -(-angle)
+    a, b = round(math.cos(angle), 15), round(math.sin(angle), 15)
+    d, e = -b, a
+    cx, cy = w / 2.0, h / 2.0
+    c = a * -cx + b * -cy + cx
+    f = d * -cx + e * -cy + cy
+    xs = [a * x + b * y + c for x, y in ((0, 0), (w, 0), (w, h), (0, h))]
+    ys = [d * x + e * y + f for x, y in ((0, 0), (w, 0), (w, h), (0, h))]
+    return (
+        math.ceil(max(xs)) - math.floor(min(xs)),
+        math.ceil(max(ys)) - math.floor(min(ys)),
+    )
 
 
 def rotate(img: Image.Image, p: RotateParams) -> Image.Image:

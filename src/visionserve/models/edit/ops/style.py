@@ -25,6 +25,7 @@ MULTISTYLE = "multistyle26.onnx"
 ARBITRARY_PREDICT = "arbitrary_predict.onnx"
 ARBITRARY_TRANSFORM = "arbitrary_transform.onnx"
 MAX_SIDE = 1024
+MIN_SIDE = 32
 ARBITRARY_SIDE = 384
 STYLE_SIDE = 256
 
@@ -69,10 +70,12 @@ class StyleTransfer:
             )
         arr = np.asarray(work, dtype=np.float32) / 255.0
         h, w = arr.shape[:2]
-        ph, pw = (-h) % 4, (-w) % 4
+        # The network downsamples by 4 and reflect-pads inside: give it at least
+        # MIN_SIDE pixels a side, a multiple of 4, by padding (cropped off after).
+        ph, pw = max(MIN_SIDE, h + (-h) % 4) - h, max(MIN_SIDE, w + (-w) % 4) - w
         if ph or pw:
             arr = np.pad(
-                arr, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > 4 else "edge"
+                arr, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge"
             )
         weights = np.zeros(NUM_STYLES, dtype=np.float32)
         weights[p.style] = 1.0

@@ -13,11 +13,16 @@ from visionserve.models.edit.catalogue import WatermarkParams
 MAX_TEXT_HEIGHT = 0.2
 #: Longest side the OCR pass sees (a bound on its memory); boxes are scaled back.
 OCR_SIDE = 2048
+#: Images thinner than this hold no legible text.
+MIN_TEXT_SIDE = 8
 
 
 def text_mask(img: Image.Image, ocr: OcrEngine, *, min_confidence: float = 0.3) -> Image.Image:
     """A mask (L, 255 = text) over the small words the OCR engine reads, grown a little."""
     rgb = img.convert("RGB")
+    if min(rgb.size) < MIN_TEXT_SIDE:
+        # No legible text fits; RapidOCR would blow such an image up to its own minimum.
+        return Image.new("L", rgb.size, 0)
     scale = min(1.0, OCR_SIDE / max(rgb.size))
     seen = (
         rgb
