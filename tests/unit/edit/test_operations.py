@@ -322,3 +322,20 @@ def test_an_empty_plan_is_refused() -> None:
         asyncio.run(
             run_plan(Plan(), Image.new("RGB", (8, 8)), _Recorder(), max_output_pixels=LIMIT)
         )
+
+
+class _HalfSizeMask(_Recorder):
+    """A deployment that answers its mask at half the image's resolution."""
+
+    async def subject_mask(self, image: Image.Image) -> Image.Image:
+        mask = Image.new("L", (image.width // 2, image.height // 2), 0)
+        mask.paste(255, (10, 20, 30, 40))  # the subject: x 20-60, y 40-80 at full size
+        return mask
+
+
+def test_a_mask_at_another_resolution_is_scaled_to_the_image() -> None:
+    plan = Plan(steps=[Step(op="crop", params={"mode": "subject", "padding": 0.0})])
+    out = asyncio.run(
+        run_plan(plan, Image.new("RGB", (200, 160)), _HalfSizeMask(), max_output_pixels=LIMIT)
+    )
+    assert abs(out.image.width - 40) <= 2 and abs(out.image.height - 40) <= 2

@@ -21,6 +21,8 @@ from visionserve.models.edit.planner import MAX_PROMPT_CHARS, Planner
 log = logging.getLogger(__name__)
 
 TOOL_NAME = "plan_edits"
+#: Most unsupported clauses kept from an answer (each cut to 200 characters).
+MAX_UNSUPPORTED = 20
 INSTRUCTIONS = (
     "You turn an image-editing request into a list of operations from a fixed catalogue. "
     "Call plan_edits once. Split the request into steps in the order asked; pick the one "
@@ -109,7 +111,7 @@ def plan_from_arguments(args: dict[str, Any]) -> Plan:
             raise ValueError("a step must be an object with `op` and `params`")
         params = {k: v for k, v in raw.get("params", {}).items() if v is not None}
         steps.append(Step(op=str(raw.get("op")), params=params))
-    return Plan(steps=steps, unsupported=[str(u)[:200] for u in unsupported])
+    return Plan(steps=steps, unsupported=[str(u)[:200] for u in unsupported[:MAX_UNSUPPORTED]])
 
 
 class LlmPlanner:

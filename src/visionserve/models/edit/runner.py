@@ -202,7 +202,9 @@ async def run_plan(
         params = typed_params(step.op, step.params)
         op = step.op
         if op in MASK_OPS or (op == "crop" and params.mode == "subject"):
-            mask = await models.subject_mask(img)
+            mask = (await models.subject_mask(img)).convert("L")
+            if mask.size != img.size:  # a deployment may answer at its own resolution
+                mask = mask.resize(img.size, Image.Resampling.BILINEAR)
             if op == "remove_background":
                 img = await asyncio.to_thread(background.remove_background, img, mask)
             elif op == "replace_background":
