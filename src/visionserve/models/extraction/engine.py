@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from visionserve.models.extraction import coerce
 from visionserve.models.extraction.candidates import Candidate, label_at_start, labelled
@@ -54,6 +54,7 @@ CALIBRATION: tuple[tuple[float, float], ...] = (
 # Sums that agree within a cent (or 0.5% for long receipts with rounding).
 _TOLERANCE = 0.011
 
+_TITLE_WORDS = sorted({strip_accents(t.split()[0]) for t in TITLES if len(t) >= 5})
 _MONEY_TEXT = re.compile(r"\d[.,]\d{2}(?!\d)")
 _EMAIL = re.compile(r"[\w.+-]+@([\w-]+)\.[\w.-]+")
 _WEB = re.compile(r"\bwww\.([\w-]+)\.\w+")
@@ -309,6 +310,15 @@ def _scalar(spec: FieldSpec, target: FieldTarget, doc: _Doc) -> _Leaf:
             far=spec.kind in ("number", "integer", "date"),
         )
     )
+    if concept == "invoice_number":
+        # "Invoice #S-2024-0042", "Rechnung 2024-17": a title followed by the number,
+        # weaker than an explicit number label.
+        for cand in labelled(
+            doc.layouts, tuple(TITLES), coerce_fn, is_label=lambda c: False, taken=taken
+        ):
+            if cand.how == "inline":
+                cand.score *= 0.8
+                found.append(cand)
     if spec.kind == "date" or (concept and CONCEPTS[concept].kind == "date"):
         found = [c for c in found if isinstance(c.value, str)]
     if concept == "vendor":
@@ -367,6 +377,10 @@ def _name(text: str) -> str | None:
     tokens = text.split()
     if len(tokens) <= 2 and any(any(ch.isdigit() for ch in t) for t in tokens):
         return None  # "F-2023-8193", "Nr 12": an identifier, not a name
+    if "#" in text or process.extractOne(
+        strip_accents(tokens[0].casefold()), _TITLE_WORDS, scorer=fuzz.ratio, score_cutoff=85
+    ):
+        return None  # "INVOICE #S-2024-0042", "FACTU RE": a title line
     if coerce.parse_date(text) or coerce.parse_amount(text) is not None:
         return None
     return text
@@ -419,6 +433,8 @@ def _recipient_cues(doc: _Doc) -> list[Candidate]:
     issuer = max(_issuer_cues(doc), key=lambda c: c.score, default=None)
     issuer_name = normalize(str(issuer.value)) if issuer else ""
     layout = doc.layouts[0]
+    if layout.width < 0.5 * layout.height:
+        return []  # a till slip has no recipient block
     for line in layout.lines:
         if line.y1 > 0.4 * layout.height or (
             coerce.find_amounts(line.text, doc.decimal)
@@ -452,7 +468,7 @@ def _heads_address(layout: PageLayout, cell: Cell) -> bool:
             if abs(o.x0 - cell.x0) < cell.height or abs(o.x1 - cell.x1) < cell.height
         ]
         if not aligned:
-            return False
+            continue  # a line of another column (a title beside the sender block)
         if any(ch.isdigit() for o in aligned for ch in o.text):
             return True
         bottom = line.y1

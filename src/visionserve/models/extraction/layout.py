@@ -221,7 +221,11 @@ def build_layout(
         line_height = max(t.height for t in row)
         groups: list[list[Token]] = [[row[0]]]
         for token in row[1:]:
-            if token.x0 - groups[-1][-1].x1 > gap * line_height:
+            prev = groups[-1][-1]
+            sizes = sorted((token.height, prev.height))
+            # A wide gap, or a jump in text size (a sender line beside a big title).
+            space = token.x0 - prev.x1
+            if space > gap * line_height or (sizes[1] > 1.45 * sizes[0] and space > sizes[0]):
                 groups.append([token])
             else:
                 groups[-1].append(token)

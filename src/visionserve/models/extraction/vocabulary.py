@@ -226,8 +226,8 @@ CONCEPTS: dict[str, Concept] = {
             "text",
             _split("description|item|name|product|article|service|details|designation"),
             _split(
-                "description|item|items|product|article|service|details|"
-                "beschreibung|bezeichnung|artikel|leistung|position|"
+                "description|item|items|product|article|service|details|activity|"
+                "beschreibung|bezeichnung|artikel|leistung|position|tätigkeit|"
                 "description|désignation|designation|article|libellé|"
                 "omschrijving|artikel|product|"
                 "descripción|descripcion|concepto|artículo|"
@@ -240,12 +240,12 @@ CONCEPTS: dict[str, Concept] = {
             "number",
             _split("quantity|qty|count|units|number of items|amount of items"),
             _split(
-                "quantity|qty|qty.|units|"
-                "menge|anzahl|stk|stück|"
-                "quantité|quantite|qté|qte|"
-                "aantal|hoeveelheid|"
-                "cantidad|cant.|"
-                "quantità|quantita|qtà|q.tà"
+                "quantity|qty|qty.|units|hours|hrs|"
+                "menge|anzahl|stk|stück|stunden|std.|"
+                "quantité|quantite|qté|qte|heures|"
+                "aantal|hoeveelheid|uren|"
+                "cantidad|cant.|horas|"
+                "quantità|quantita|qtà|q.tà|ore"
             ),
             "how many units of a line item",
         ),
@@ -254,12 +254,12 @@ CONCEPTS: dict[str, Concept] = {
             "amount",
             _split("unit price|price|rate|unit cost|price per unit|unit amount"),
             _split(
-                "unit price|price|rate|unit cost|price/unit|"
-                "einzelpreis|preis|e-preis|stückpreis|"
-                "prix unitaire|prix unit.|prix|p.u.|"
-                "prijs|stukprijs|eenheidsprijs|"
-                "precio unitario|precio|p. unitario|"
-                "prezzo unitario|prezzo|prezzo unit."
+                "unit price|price|rate|unit cost|price/unit|hourly rate|"
+                "einzelpreis|preis|e-preis|stückpreis|satz|stundensatz|"
+                "prix unitaire|prix unit.|prix|p.u.|taux|taux horaire|"
+                "prijs|stukprijs|eenheidsprijs|tarief|uurtarief|"
+                "precio unitario|precio|p. unitario|tarifa|"
+                "prezzo unitario|prezzo|prezzo unit.|tariffa"
             ),
             "the price of one unit of a line item",
         ),
@@ -268,7 +268,7 @@ CONCEPTS: dict[str, Concept] = {
             "amount",
             _split("amount|line total|total|price total|line amount|sum|net"),
             _split(
-                "amount|total|line total|"
+                "amount|total|line total|subtotal|"
                 "betrag|gesamt|summe|gesamtpreis|"
                 "montant|total|"
                 "bedrag|totaal|"
