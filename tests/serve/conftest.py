@@ -57,6 +57,9 @@ def serve_cluster(
             "egress": {"allow": ["127.0.0.1"]},
             "jobs": {"lease_s": 3.0, "heartbeat_s": 0.5, "poll_s": 0.1},
             "webhooks": {"backoff_base_s": 0.2, "backoff_max_s": 1.0},
+            # Short, so that a 20-page scan (about 5 s) is surely queued while one digital page
+            # on a warm cluster still answers in time (about 0.2 s).
+            "extract": {"sync_window_s": 2.0},
             # edit's COS buckets in the moto S3 server (tests/serve/test_edit_serve.py).
             "edit": {
                 "s3": {
