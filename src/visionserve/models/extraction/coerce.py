@@ -198,7 +198,8 @@ def parse_date(text: str, order: DateOrder = "DMY", languages: tuple[str, ...] =
     Args:
         text: The text (``"05.01.2024"``, ``"5 janvier 2024"``, ``"Jan 5, 2024"``).
         order: The document's numeric date order.
-        languages: dateparser language codes to try, e.g. ``("de", "en")``.
+        languages: dateparser language codes to try, e.g. ``("de", "en")``; none:
+            patterns only.
 
     Returns:
         The ISO date, or None.
@@ -206,18 +207,19 @@ def parse_date(text: str, order: DateOrder = "DMY", languages: tuple[str, ...] =
     found = find_dates(text, order)
     if found:
         return found[0][2]
-    if not any(c.isdigit() for c in text) or len(text) > 40:
+    # Without languages dateparser would try all 200 of its locales (seconds).
+    if not languages or not any(c.isdigit() for c in text) or len(text) > 40:
         return None
-    return _dateparser(text.strip(), order, tuple(languages) or None)
+    return _dateparser(text.strip(), order, tuple(languages))
 
 
 @functools.lru_cache(maxsize=512)
-def _dateparser(text: str, order: str, languages: tuple[str, ...] | None) -> str | None:
+def _dateparser(text: str, order: str, languages: tuple[str, ...]) -> str | None:
     import dateparser  # imported on first use: it loads its language data (~0.5 s)
 
     parsed = dateparser.parse(
         text,
-        languages=list(languages) if languages else None,
+        languages=list(languages),
         settings={
             "DATE_ORDER": order,
             "STRICT_PARSING": True,
