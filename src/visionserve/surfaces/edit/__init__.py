@@ -29,6 +29,12 @@ def _surface() -> Surface:
         public_routers=(health_router,),
         requires_key=False,
         validation_status=422,
+        # The contract's FastAPI service answers {"detail": "..."} for every error.
+        error_schema={
+            "type": "object",
+            "required": ["detail"],
+            "properties": {"detail": {"type": "string"}},
+        },
     )
 
 
