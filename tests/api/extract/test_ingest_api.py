@@ -14,7 +14,7 @@ import yaml
 from tests.api.extract.conftest import SCHEMA, TRUTH, Env, b64, invoice_pdf, rendered
 from visionserve.platform.webhooks import SIGNATURE_HEADER, verify
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+# Records on both backends: the database_url fixture runs SQLite and PostgreSQL.
 
 
 def assert_truth(result: dict) -> None:

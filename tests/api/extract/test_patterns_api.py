@@ -6,7 +6,7 @@ import pytest
 
 from tests.api.extract.conftest import SCHEMA, Env
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+# Records on both backends: the database_url fixture runs SQLite and PostgreSQL.
 
 
 async def test_create_get_list_patch_delete(env: Env) -> None:
