@@ -7,6 +7,8 @@ Usage::
     result = await run_plan(plan, image, LocalModelOps(model_home), max_output_pixels=32_000_000)
 
 Pure: no Ray, no FastAPI. The ingress backs :class:`ModelOps` with deployment handles.
+``Planner.plan`` is synchronous (MiniLM runs on the CPU: call it in a thread from async
+code); ``LlmPlanner.plan`` is a coroutine (HTTP) that falls back to the rule planner.
 """
 
 from visionserve.models.edit.catalogue import OPERATIONS, capabilities, validate_params
