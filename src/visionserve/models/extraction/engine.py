@@ -34,6 +34,7 @@ from visionserve.models.extraction.vocabulary import (
     CONCEPTS,
     LEGAL_FORMS,
     TITLES,
+    ConceptIndex,
     FieldTarget,
     TextEmbedder,
     concept_for,
@@ -129,6 +130,9 @@ class LocalExtractor:
 
     def __init__(self, embedder: TextEmbedder | None = None) -> None:
         self.embedder = embedder
+        self._index = ConceptIndex(embedder) if embedder is not None else None
+        # Patterns repeat their fields job after job: map each field once.
+        self._targets: dict[tuple[str, str, bool, str], FieldTarget] = {}
 
     def extract(
         self, pages: list[DocPage], schema: ExtractionSchema, instructions: str = ""
@@ -217,11 +221,17 @@ class LocalExtractor:
         return out
 
     def _target(self, name: str, spec: FieldSpec, instructions: str, *, item: bool) -> FieldTarget:
-        target = concept_for(
-            name, spec.description, item=item, embedder=self.embedder, instructions=instructions
-        )
-        if target.concept is None and " " in name:  # "vendor name" → try "name" alone
-            target = concept_for(spec.name, spec.description, item=item, embedder=self.embedder)
+        key = (name, spec.description, item, instructions)
+        target = self._targets.get(key)
+        if target is None:
+            target = concept_for(
+                name, spec.description, item=item, index=self._index, instructions=instructions
+            )
+            if target.concept is None and " " in name:  # "vendor name" → try "name" alone
+                target = concept_for(spec.name, spec.description, item=item, index=self._index)
+            if len(self._targets) > 4096:
+                self._targets.clear()
+            self._targets[key] = target
         return target
 
 
