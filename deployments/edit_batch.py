@@ -56,7 +56,7 @@ def run_pipeline(
         EditImages,
         fn_constructor_kwargs={"spec": spec.model_dump(mode="json"), "threads": 1},
         batch_size=batch_size,
-        concurrency=min(actors, total),
+        compute=ray.data.ActorPoolStrategy(size=min(actors, total)),
         num_cpus=actor_cpus,
         batch_format="numpy",
     )
