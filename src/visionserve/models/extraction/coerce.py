@@ -227,7 +227,9 @@ def _dateparser(text: str, order: str, languages: tuple[str, ...]) -> str | None
             "PREFER_LOCALE_DATE_ORDER": False,
         },
     )
-    return parsed.date().isoformat() if parsed else None
+    if parsed is None or not 1900 <= parsed.year <= 2100:
+        return None  # "2992" is an OCR slip, not a date
+    return parsed.date().isoformat()
 
 
 def _numeric(a: str, b: str, c: str, order: DateOrder) -> str | None:

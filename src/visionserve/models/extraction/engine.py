@@ -387,10 +387,12 @@ def _name(text: str) -> str | None:
     tokens = text.split()
     if len(tokens) <= 2 and any(any(ch.isdigit() for ch in t) for t in tokens):
         return None  # "F-2023-8193", "Nr 12": an identifier, not a name
-    if "#" in text or process.extractOne(
-        strip_accents(tokens[0].casefold()), _TITLE_WORDS, scorer=fuzz.ratio, score_cutoff=85
+    squashed = strip_accents(text.casefold()).replace(" ", "")
+    if "#" in text or any(
+        process.extractOne(word, _TITLE_WORDS, scorer=fuzz.ratio, score_cutoff=85)
+        for word in (strip_accents(tokens[0].casefold()), squashed)
     ):
-        return None  # "INVOICE #S-2024-0042", "FACTU RE": a title line
+        return None  # "INVOICE #S-2024-0042", "FACTU UR": a title line
     if coerce.parse_date(text) or coerce.parse_amount(text) is not None:
         return None
     return text
