@@ -193,3 +193,42 @@ def test_a_scanned_invoice_through_ocr() -> None:
     ex = LocalExtractor().extract(pages, SCHEMA)
     right = [k for k in SCALARS if _same(ex.result[k], doc.truth[k])]
     assert len(right) >= 7, {k: (ex.result[k], doc.truth[k]) for k in SCALARS}
+
+
+def test_a_table_continued_on_a_second_page() -> None:
+    first = _page(
+        [
+            (100, 80, "Acme Widgets GmbH"),
+            (100, 100, "Description"),
+            (700, 100, "Qty"),
+            (1050, 100, "Amount"),
+            (100, 140, "Widget"),
+            (700, 140, "2"),
+            (1050, 140, "20.00"),
+        ]
+    )
+    second = _page(
+        [
+            (100, 100, "Description"),
+            (700, 100, "Qty"),
+            (1050, 100, "Amount"),
+            (100, 140, "Gadget"),
+            (700, 140, "1"),
+            (1050, 140, "5.00"),
+            (800, 260, "Total"),
+            (1050, 260, "25.00"),
+        ]
+    )
+    second.number = 2
+    schema = ExtractionSchema.parse(
+        {"total": "number", "line_items": [{"description": "string", "amount": "number"}]}
+    )
+    ex = LocalExtractor().extract([first, second], schema)
+    assert ex.result["line_items"] == [
+        {"description": "Widget", "amount": 20.0},
+        {"description": "Gadget", "amount": 5.0},
+    ]
+    assert ex.result["total"] == 25.0 and ex.field_metadata["total"]["page"] == 2
+    assert [row["amount"]["page"] for row in ex.field_metadata["line_items"]] == [1, 2]
+    # The items add up to the total: both rows are sure of themselves.
+    assert all(row["amount"]["confidence"] >= 0.9 for row in ex.field_metadata["line_items"])
