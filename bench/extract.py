@@ -218,7 +218,7 @@ def main() -> None:
     )
     parser.add_argument("--languages", default=",".join(LANGUAGES))
     parser.add_argument("--variants", default="digital,rendered,scanned")
-    parser.add_argument("--per-pair", type=int, default=1)
+    parser.add_argument("--per-pair", type=int, default=2)
     parser.add_argument("--start", type=int, default=100, help="first seed (tests use 0..)")
     parser.add_argument(
         "--ocr", default=os.environ.get("VISIONSERVE_DOCUMENTS__OCR_ENGINE", "auto")
