@@ -488,3 +488,34 @@ async def test_a_configured_planner_llm_plans_the_edit(settings_home, make_app, 
     out = Image.open(io.BytesIO(base64.b64decode(body_of(hook)["result_image_base64"])))
     flipped = np.asarray(source)[::-1]
     assert np.array_equal(np.asarray(out.convert("RGB")), flipped)
+
+
+@pytest.mark.services
+async def test_a_missing_output_bucket_is_a_clear_failed_callback(  # type: ignore[no-untyped-def]
+    s3_settings_home, make_app, receiver
+) -> None:
+    s3_settings_home.edit.output_bucket = "no-such-bucket-here"
+    app = await make_app(s3_settings_home)
+    r = await app.post(
+        "/process-image-async",
+        {"prompt": "flip it", "filename": "a.png", "image_base64": b64(Image.new("RGB", (8, 8)))},
+        receiver.url,
+    )
+    (hook,) = await app.callbacks(receiver, 1)
+    payload = body_of(hook)
+    assert set(payload) == FAILED_KEYS and payload["job_id"] == r.json()["job_id"]
+    assert payload["error"] == "COS put_object failed: ClientError: NoSuchBucket"
+
+
+@pytest.mark.services
+async def test_a_missing_input_bucket_fails_the_batch_with_its_error(  # type: ignore[no-untyped-def]
+    s3_settings_home, make_app, receiver
+) -> None:
+    s3_settings_home.edit.input_bucket = "no-such-input-bucket"
+    app = await make_app(s3_settings_home)
+    await app.post("/batch-process-images", {"prompt": "flip it"}, receiver.url)
+    (hook,) = await app.callbacks(receiver, 1)
+    payload = body_of(hook)
+    assert set(payload) == BATCH_KEYS | {"error"} and payload["status"] == "failed"
+    assert payload["error"] == "COS list_objects failed: ClientError: NoSuchBucket"
+    assert payload["output_bucket"] == s3_settings_home.edit.output_bucket

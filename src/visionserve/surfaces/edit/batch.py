@@ -91,11 +91,13 @@ class EditImages:
         """Edit one object; any failure is this image's, never the batch's."""
         name = posixpath.basename(key)
         try:
-            data = self.inputs.get(key)
+            with cos.storage("get_object"):
+                data = self.inputs.get(key)
             image = load_image(data, self.settings)
             edited = asyncio.run(self.editor.edit(self.spec.plan, self.spec.prompt, image))
             out_key = self._output_key(key, edited.format)
-            self.outputs.put(out_key, edited.encoded, edited.mime_type)
+            with cos.storage("put_object"):
+                self.outputs.put(out_key, edited.encoded, edited.mime_type)
         except Exception as exc:
             failure = public_failure(exc, ref=f"batch {self.spec.job_id} {key}", logger=log)
             return ItemOutcome(key=key, status="failed", message=f"{name}: {failure.message}")
@@ -142,7 +144,8 @@ def list_inputs(settings: Settings) -> tuple[list[str], list[str]]:
     """
     from visionserve.errors import Unprocessable
 
-    keys = cos.input_bucket(settings).list(settings.edit.input_prefix)
+    with cos.storage("list_objects"):
+        keys = cos.input_bucket(settings).list(settings.edit.input_prefix)
     images = [k for k in keys if cos.is_image_name(k)]
     limit = settings.edit.max_batch_files
     if len(images) > limit:

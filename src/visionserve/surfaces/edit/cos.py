@@ -9,10 +9,16 @@ signed ``/blobs/...`` URLs, so a client fetches a result the same way either way
 from __future__ import annotations
 
 import builtins
+import logging
 import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+from visionserve.errors import ServiceUnavailable, VisionServeError
 from visionserve.settings import S3Settings, Settings
 from visionserve.store.blobs import BlobStore, S3BlobStore, make_blob_store
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
@@ -106,3 +112,23 @@ def join_prefix(*parts: str) -> str:
     """Prefix parts joined with ``/`` and ending in one (``""`` stays empty)."""
     joined = "/".join(p.strip("/") for p in parts if p.strip("/"))
     return f"{joined}/" if joined else ""
+
+
+@contextmanager
+def storage(action: str) -> Iterator[None]:
+    """Turn a store failure into a clear public error: the call and the store's error code.
+
+    ``COS put_object failed: ClientError: NoSuchBucket`` (as the contract's callbacks show
+    it), never the store's message text, which may name endpoints or keys.
+    """
+    try:
+        yield
+    except VisionServeError:
+        raise
+    except Exception as exc:
+        response = getattr(exc, "response", None)
+        code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+        log.warning("COS %s failed", action, exc_info=exc)
+        # botocore names its error classes after the code: say it as the contract does.
+        detail = f"ClientError: {code}" if code else type(exc).__name__
+        raise ServiceUnavailable(f"COS {action} failed: {detail}", code="storage_error") from exc

@@ -138,9 +138,11 @@ async def cos_job(ctx: JobContext) -> dict[str, Any]:
     settings = ctx.app.settings
     key = f"results/{ctx.job_id}/{cos.result_name(filename, edited.format)}"
     bucket = cos.output_bucket(settings)
-    await asyncio.to_thread(bucket.put, key, edited.encoded, edited.mime_type)
     expires = settings.edit.presign_expires
-    url = await asyncio.to_thread(bucket.url, key, expires)
+    with cos.storage("put_object"):
+        await asyncio.to_thread(bucket.put, key, edited.encoded, edited.mime_type)
+    with cos.storage("presign"):
+        url = await asyncio.to_thread(bucket.url, key, expires)
     return {"object_key": key, "result_url": url, "expires_in": expires, **_facts(edited)}
 
 
