@@ -4,7 +4,7 @@ For each schema leaf, :class:`LocalExtractor` maps the field to a concept
 (``vocabulary``), collects typed candidates next to the concept's labels in six
 languages (``candidates``), and adds label-free cues where labels are rare (the
 issuer: legal forms, the top block's largest text, email and web domains; the
-currency: symbols and codes). Arrays of objects become line items (``tables``).
+currency: symbols and codes; ``cues``). Arrays of objects become line items (``tables``).
 The sums are checked against each other (subtotal + tax = total, the items add up
 to the subtotal), which raises or lowers confidence. A field with no candidate is
 ``None``: nothing is invented.
@@ -16,30 +16,33 @@ on the generated tuning families (see ``bench/extract.py``).
 from __future__ import annotations
 
 import itertools
-import re
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from rapidfuzz import fuzz, process
+from rapidfuzz import fuzz
 
 from visionserve.models.extraction import coerce
-from visionserve.models.extraction.candidates import Candidate, label_at_start, labelled
+from visionserve.models.extraction.candidates import labelled
+from visionserve.models.extraction.cues import (
+    currency_cues,
+    issuer_cues,
+    largest_amount,
+    recipient_cues,
+)
 from visionserve.models.extraction.document import DocPage
-from visionserve.models.extraction.layout import Cell, PageLayout, build_layout
+from visionserve.models.extraction.facts import DocFacts, boolean, identifier, name_value, prepare
+from visionserve.models.extraction.layout import Cell, build_layout
 from visionserve.models.extraction.schema import ExtractionSchema, FieldSpec
 from visionserve.models.extraction.tables import ItemRow, extract_rows
 from visionserve.models.extraction.vocabulary import (
     CONCEPTS,
-    LEGAL_FORMS,
     TITLES,
     ConceptIndex,
     FieldTarget,
     TextEmbedder,
     concept_for,
     normalize,
-    strip_accents,
 )
 
 # Raw candidate score → probability the value is right: piecewise linear, measured
@@ -54,19 +57,6 @@ CALIBRATION: tuple[tuple[float, float], ...] = (
 )
 # Sums that agree within a cent (or 0.5% for long receipts with rounding).
 _TOLERANCE = 0.011
-
-_TITLE_WORDS = sorted({strip_accents(t.split()[0]) for t in TITLES if len(t) >= 5})
-_MONEY_TEXT = re.compile(r"\d[.,]\d{2}(?!\d)")
-_EMAIL = re.compile(r"[\w.+-]+@([\w-]+)\.[\w.-]+")
-_WEB = re.compile(r"\bwww\.([\w-]+)\.\w+")
-_LANG_HINTS: dict[str, tuple[str, ...]] = {
-    "en": ("invoice", "total", "date", "due", "receipt", "amount", "description"),
-    "de": ("rechnung", "datum", "gesamt", "betrag", "menge", "mwst", "summe"),
-    "fr": ("facture", "montant", "date", "quantité", "prix", "tva", "échéance"),
-    "nl": ("factuur", "datum", "totaal", "bedrag", "aantal", "btw", "omschrijving"),
-    "es": ("factura", "fecha", "importe", "cantidad", "precio", "iva", "descripción"),
-    "it": ("fattura", "data", "importo", "quantità", "prezzo", "iva", "descrizione"),
-}
 
 
 @dataclass
@@ -108,18 +98,6 @@ class _Items:
     names: dict[str, str]  # concept -> the schema's item field name
 
 
-@dataclass
-class _Doc:
-    layouts: list[PageLayout]
-    decimal: str
-    order: str
-    languages: tuple[str, ...]
-    texts: list[str] = field(default_factory=list)
-    label_cells: set[int] = field(default_factory=set)  # id() of cells that are labels
-    # id(cell) -> (concept, tokens) of the longest document-level label starting it.
-    owners: dict[int, tuple[str, int]] = field(default_factory=dict)
-
-
 class LocalExtractor:
     """Answers an extraction schema from a document's words.
 
@@ -147,7 +125,7 @@ class LocalExtractor:
         Returns:
             The result, per-field metadata and overall confidence.
         """
-        doc = _prepare(pages)
+        doc = prepare(pages)
         leaves: list[_Leaf] = []
         sums: dict[str, _Leaf] = {}
         items: list[_Items] = []
@@ -162,7 +140,7 @@ class LocalExtractor:
     def _object(
         self,
         node: FieldSpec,
-        doc: _Doc,
+        doc: DocFacts,
         instructions: str,
         parent: str,
         leaves: list[_Leaf],
@@ -190,7 +168,7 @@ class LocalExtractor:
     def _array(
         self,
         node: FieldSpec,
-        doc: _Doc,
+        doc: DocFacts,
         instructions: str,
         leaves: list[_Leaf],
         items: list[_Items],
@@ -235,54 +213,10 @@ class LocalExtractor:
         return target
 
 
-# --- document-level facts ---------------------------------------------------------
-
-
-def _prepare(pages: list[DocPage]) -> _Doc:
-    layouts = [build_layout(p.words, page=p.number, width=p.width, height=p.height) for p in pages]
-    texts = [c.text for layout in layouts for c in layout.cells]
-    languages = _languages(texts)
-    default_order = "MDY" if languages[0] == "en" and any("$" in t for t in texts) else "DMY"
-    doc = _Doc(
-        layouts=layouts,
-        decimal=coerce.decimal_mark(texts),
-        order=coerce.date_order(texts, default_order),
-        languages=languages,
-        texts=texts,
-    )
-    for layout in layouts:
-        for cell in layout.cells:
-            best = (0.0, 0, "")
-            for concept in CONCEPTS.values():
-                score, used = label_at_start(cell, concept.labels)
-                if score >= 0.85 and (used, score) > (best[1], best[0]):
-                    best = (score, used, concept.name)
-            score, used, name = best
-            if not score:
-                continue
-            if concept_kind_document(name):
-                doc.owners[id(cell)] = (name, used)
-            # A cell that is a label and nothing else (no value after it).
-            if used == len(cell.tokens):
-                doc.label_cells.add(id(cell))
-    return doc
-
-
-def concept_kind_document(name: str) -> bool:
-    return name not in ("description", "quantity", "unit_price", "amount")
-
-
-def _languages(texts: list[str]) -> tuple[str, ...]:
-    words = Counter(w for t in texts for w in normalize(t).split())
-    scores = {lang: sum(words[h] for h in hints) for lang, hints in _LANG_HINTS.items()}
-    ranked = sorted(scores, key=lambda k: -scores[k])
-    return tuple(ranked[:2]) if scores[ranked[0]] else ("en",)
-
-
 # --- scalar fields ----------------------------------------------------------------
 
 
-def _coercer(kind: str, concept: str | None, doc: _Doc) -> Callable[[str], Any]:
+def _coercer(kind: str, concept: str | None, doc: DocFacts) -> Callable[[str], Any]:
     ckind = CONCEPTS[concept].kind if concept else None
     if kind == "date" or ckind == "date":
         return lambda text: coerce.parse_date(text, doc.order, doc.languages)
@@ -291,17 +225,17 @@ def _coercer(kind: str, concept: str | None, doc: _Doc) -> Callable[[str], Any]:
     if kind == "number":
         return lambda text: coerce.parse_amount(text, doc.decimal)
     if kind == "boolean":
-        return _boolean
+        return boolean
     if ckind == "currency":
         return coerce.parse_currency
     if ckind == "id":
-        return _identifier
+        return identifier
     if concept in ("vendor", "customer"):
-        return _name
+        return name_value
     return lambda text: text.strip() or None
 
 
-def _scalar(spec: FieldSpec, target: FieldTarget, doc: _Doc) -> _Leaf:
+def _scalar(spec: FieldSpec, target: FieldTarget, doc: DocFacts) -> _Leaf:
     concept = target.concept
     coerce_fn = _coercer(spec.kind, concept, doc)
 
@@ -332,13 +266,13 @@ def _scalar(spec: FieldSpec, target: FieldTarget, doc: _Doc) -> _Leaf:
     if spec.kind == "date" or (concept and CONCEPTS[concept].kind == "date"):
         found = [c for c in found if isinstance(c.value, str)]
     if concept == "vendor":
-        found += _issuer_cues(doc)
+        found += issuer_cues(doc)
     elif concept == "currency":
-        found += _currency_cues(doc)
+        found += currency_cues(doc)
     elif concept == "total" and not found:
-        found += _largest_amount(doc)
+        found += largest_amount(doc)
     elif concept == "customer" and not found:
-        found += _recipient_cues(doc)
+        found += recipient_cues(doc)
     if not found:
         return _Leaf()
     best = max(found, key=lambda c: (c.score, -c.page, -c.cell.y0))
@@ -357,190 +291,6 @@ def _scalar(spec: FieldSpec, target: FieldTarget, doc: _Doc) -> _Leaf:
         bbox=best.bbox,
         source_text=best.text,
     )
-
-
-def _boolean(text: str) -> bool | None:
-    value = normalize(text)
-    if value in ("yes", "y", "true", "ja", "oui", "si", "sí", "x", "paid", "bezahlt", "payé"):
-        return True
-    if value in ("no", "n", "false", "nein", "non", "nee", "unpaid"):
-        return False
-    return None
-
-
-def _identifier(text: str) -> str | None:
-    tokens = text.split()
-    if not tokens or len(tokens) > 3:
-        return None
-    value = tokens[0].strip(":#")
-    if value.startswith(("#", "n°", "N°", "Nº", "nº")):
-        value = value.lstrip("#nN°º").strip()
-    if not any(ch.isdigit() for ch in value) or len(value) < 2:
-        return None
-    return value
-
-
-def _name(text: str) -> str | None:
-    text = text.strip(" :")
-    if len(text) < 2 or not any(ch.isalpha() for ch in text) or "@" in text:
-        return None
-    tokens = text.split()
-    if len(tokens) <= 2 and any(any(ch.isdigit() for ch in t) for t in tokens):
-        return None  # "F-2023-8193", "Nr 12": an identifier, not a name
-    squashed = strip_accents(text.casefold()).replace(" ", "")
-    if "#" in text or any(
-        process.extractOne(word, _TITLE_WORDS, scorer=fuzz.ratio, score_cutoff=85)
-        for word in (strip_accents(tokens[0].casefold()), squashed)
-    ):
-        return None  # "INVOICE #S-2024-0042", "FACTU UR": a title line
-    if coerce.parse_date(text) or coerce.parse_amount(text) is not None:
-        return None
-    return text
-
-
-def _issuer_cues(doc: _Doc) -> list[Candidate]:
-    """Who issued the document when no label says: legal forms, big top text, domains."""
-    out: list[Candidate] = []
-    if not doc.layouts:
-        return out
-    customer = _customer_block(doc)
-    domains = {
-        m.group(1).lower() for t in doc.texts for rx in (_EMAIL, _WEB) for m in rx.finditer(t)
-    }
-    first = doc.layouts[0]
-    heights = [c.height for c in first.cells] or [1.0]
-    body = sorted(heights)[len(heights) // 2]
-    for layout in doc.layouts:
-        for cell in layout.cells:
-            if id(cell) in customer or id(cell) in doc.label_cells:
-                continue
-            text = cell.text
-            top = layout.number == 1 and cell.y1 < 0.3 * layout.height
-            score = 0.0
-            # The last legal form ends the name ("... y asociados S.Com.").
-            match = next(reversed(list(LEGAL_FORMS.finditer(text))), None)
-            name = _name(_company_segment(text, match) if match else text)
-            if name is None or normalize(name) in TITLES:
-                continue
-            if match:
-                score = 0.86 if top else 0.8
-            elif top and cell.height > 1.3 * body and len(name) >= 3:
-                score = 0.62
-            elif top and _heads_address(layout, cell):
-                score = 0.6 + (0.05 if cell.height > 1.1 * body else 0.0)
-            if score and domains:
-                squashed = strip_accents(normalize(LEGAL_FORMS.sub("", name))).replace(" ", "")
-                if any(fuzz.partial_ratio(d, squashed) >= 85 for d in domains if len(d) >= 3):
-                    score += 0.08
-            if score:
-                out.append(Candidate(name, cell, score, "cue"))
-    return out
-
-
-def _recipient_cues(doc: _Doc) -> list[Candidate]:
-    """An unlabelled address block near the top, above any amount, that is not the
-    issuer's (a letter's recipient window)."""
-    if not doc.layouts:
-        return []
-    issuer = max(_issuer_cues(doc), key=lambda c: c.score, default=None)
-    issuer_name = normalize(str(issuer.value)) if issuer else ""
-    layout = doc.layouts[0]
-    if layout.width < 0.5 * layout.height:
-        return []  # a till slip has no recipient block
-    for line in layout.lines:
-        if line.y1 > 0.4 * layout.height or (
-            coerce.find_amounts(line.text, doc.decimal)
-            and any(coerce.parse_amount(c.text, doc.decimal) is not None for c in line.cells)
-        ):
-            break  # the recipient block comes before the items and sums
-        for cell in line.cells:
-            if id(cell) in doc.label_cells or (issuer and cell.line == issuer.cell.line):
-                continue
-            name = _name(cell.text)
-            if not name or normalize(name) in TITLES or not _heads_address(layout, cell):
-                continue
-            if issuer_name and fuzz.partial_ratio(normalize(name), issuer_name) >= 85:
-                continue  # the issuer's brand or sender line
-            return [Candidate(name, cell, 0.55, "cue")]
-    return []
-
-
-def _heads_address(layout: PageLayout, cell: Cell) -> bool:
-    """Whether a digit-free cell sits on top of an address (a sender or recipient
-    block): one to three aligned lines right below it, one of them with a number."""
-    if any(ch.isdigit() for ch in cell.text) or len(cell.tokens) > 6:
-        return False
-    bottom = cell.y1
-    for line in layout.lines[cell.line + 1 : cell.line + 4]:
-        if line.y0 - bottom > 1.5 * cell.height:
-            return False
-        aligned = [
-            o
-            for o in line.cells
-            if abs(o.x0 - cell.x0) < cell.height or abs(o.x1 - cell.x1) < cell.height
-        ]
-        if not aligned:
-            continue  # a line of another column (a title beside the sender block)
-        if any(ch.isdigit() for o in aligned for ch in o.text):
-            return True
-        bottom = line.y1
-    return False
-
-
-def _company_segment(text: str, match: re.Match[str]) -> str:
-    """The company name ending at a legal form, out of a footer line like
-    ``Acme GmbH · Hauptstr. 1 · Berlin``."""
-    head = text[: match.end()]
-    for sep in ("·", "|", "•", " - ", " – "):
-        head = head.rsplit(sep, 1)[-1] if sep in head else head
-    return head.strip()
-
-
-def _customer_block(doc: _Doc) -> set[int]:
-    """Cells under a customer label (bill to ...): never the issuer."""
-    labels = CONCEPTS["customer"].labels
-    block: set[int] = set()
-    for layout in doc.layouts:
-        for cell in layout.cells:
-            score, _ = label_at_start(cell, labels)
-            if score < 0.85:
-                continue
-            block.add(id(cell))
-            for line in layout.lines[cell.line : cell.line + 5]:
-                if line.y0 - cell.y1 > 6 * cell.height:
-                    break
-                for other in line.cells:
-                    if other.x0 < cell.x0 + 0.3 * layout.width and other.x1 > cell.x0 - 5:
-                        block.add(id(other))
-    return block
-
-
-def _currency_cues(doc: _Doc) -> list[Candidate]:
-    seen: Counter[str] = Counter()
-    where: dict[str, Cell] = {}
-    for layout in doc.layouts:
-        for cell in layout.cells:
-            code = coerce.find_currency(cell.text)
-            if code:
-                seen[code] += 1
-                where.setdefault(code, cell)
-    if not seen:
-        return []
-    code, count = seen.most_common(1)[0]
-    share = count / sum(seen.values())
-    return [Candidate(code, where[code], 0.7 + 0.25 * share, "detector")]
-
-
-def _largest_amount(doc: _Doc) -> list[Candidate]:
-    best: Candidate | None = None
-    for layout in doc.layouts:
-        for cell in layout.cells:
-            value = coerce.parse_amount(cell.text, doc.decimal)
-            if value is None or not _MONEY_TEXT.search(cell.text):
-                continue  # "613707" is a receipt number, not an amount
-            if best is None or value > best.value:
-                best = Candidate(value, cell, 0.45, "detector")
-    return [best] if best else []
 
 
 # --- line items -------------------------------------------------------------------
