@@ -128,7 +128,7 @@ async def test_cos_edit_stores_the_result_and_calls_back_with_its_url(make_app, 
     r = await app.post(
         "/process-image-async",
         {
-            "prompt": "remove the background",
+            "prompt": "make the background transparent",  # the contract's example
             "filename": "product.png",
             "image_base64": b64(scene),
         },
