@@ -63,7 +63,7 @@ def _header(line: Line) -> dict[str, Cell] | None:
     longest column labels they start with, left to right.
     """
     found: dict[str, Cell] = {}
-    unmatched = 0
+    unmatched: list[Cell] = []
     for cell in line.cells:
         i = 0
         while i < len(cell.tokens):
@@ -75,13 +75,24 @@ def _header(line: Line) -> dict[str, Cell] | None:
                     if s >= 0.85 and (k, s) > (best[1], best[0]):
                         best = (s, k, column)
             if not best[1]:
-                unmatched += 1
+                unmatched.append(cell.sub(i, i + 1))
                 i += 1
                 continue
             if best[2] not in found:
                 found[best[2]] = cell.sub(i, i + best[1])
             i += best[1]
-    if len(found) >= 2 and ("amount" in found or "unit_price" in found) and unmatched <= 1:
+    # A misread last header ("Importo" read as "taped") right of every known column
+    # is still the amount column: leaving it out would pour the amounts into the
+    # unit price column.
+    if (
+        len(unmatched) == 1
+        and len(found) >= 2
+        and "amount" not in found
+        and unmatched[0].x0 > max(c.x1 for c in found.values())
+    ):
+        found["amount"] = unmatched[0]
+        unmatched = []
+    if len(found) >= 2 and ("amount" in found or "unit_price" in found) and len(unmatched) <= 1:
         return found
     return None
 
@@ -194,7 +205,9 @@ def _receipt_rows(layout: PageLayout, decimal: str) -> list[ItemRow]:
             if amounts:
                 unit = amounts[0][2]
             kept = (head[: match.start()] + " " + head[match.end() :]).strip()
-            kept = re.sub(r"(?<!\S)[-−]?[€$£]?\d[\d.,]*\s?[€$£]?(?!\S)", " ", kept).strip()
+            # Drop the unit price from the name, keep other numbers ("Eggs 10").
+            kept = re.sub(r"(?<!\S)[-−]?[€$£]?\d[\d.,]*[.,]\d{2}\s?[€$£]?(?!\S)", " ", kept)
+            kept = kept.strip()
             desc_tokens = [t for t in tokens[:-1] if t.text in kept.split()]
         description = " ".join(t.text for t in desc_tokens)
         if not any(c.isalpha() for c in description) or amount is None:
