@@ -232,3 +232,43 @@ def test_a_table_continued_on_a_second_page() -> None:
     assert [row["amount"]["page"] for row in ex.field_metadata["line_items"]] == [1, 2]
     # The items add up to the total: both rows are sure of themselves.
     assert all(row["amount"]["confidence"] >= 0.9 for row in ex.field_metadata["line_items"])
+
+
+def test_a_misread_last_header_is_still_the_amount_column() -> None:
+    page = _page(
+        [
+            (100, 100, "Descrizione"),
+            (700, 100, "Quantita"),
+            (850, 100, "Prezzo"),
+            (1050, 100, "taped"),  # "Importo" as OCR read a bold header
+            (100, 140, "Desk lamp"),
+            (700, 140, "12"),
+            (850, 140, "29,19"),
+            (1050, 140, "350,28"),
+        ]
+    )
+    ex = LocalExtractor().extract([page], SCHEMA)
+    assert ex.result["line_items"] == [
+        {"description": "Desk lamp", "quantity": 12, "unit_price": 29.19, "amount": 350.28}
+    ]
+
+
+def test_till_slip_lines_with_a_quantity_line_below_the_name() -> None:
+    page = _page(
+        [
+            (20, 100, "Eggs 10"),
+            (40, 125, "3 x 3.03"),
+            (420, 125, "9.09"),
+            (20, 150, "Bread"),
+            (420, 150, "2.50"),
+            (20, 200, "TOTAL"),
+            (420, 200, "11.59"),
+        ],
+        width=480,
+    )
+    ex = LocalExtractor().extract([page], SCHEMA)
+    assert ex.result["line_items"] == [
+        {"description": "Eggs 10", "quantity": 3, "unit_price": 3.03, "amount": 9.09},
+        {"description": "Bread", "quantity": None, "unit_price": None, "amount": 2.5},
+    ]
+    assert ex.result["total"] == 11.59
