@@ -12,7 +12,6 @@ builds one :class:`Editor` with :class:`LocalModelOps`), so both decide alike:
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass, field
 from typing import Literal
@@ -164,8 +163,3 @@ def _encoded(
     fmt = fmt if fmt in MIME else "png"
     data = encode_image(img, fmt)  # type: ignore[arg-type]
     return Edited(data, fmt, img.width, img.height, route, applied, note)
-
-
-def open_result(data: bytes) -> Image.Image:
-    """Decode an encoded result (tests and the batch's checks)."""
-    return Image.open(io.BytesIO(data))
