@@ -469,6 +469,28 @@ def _crop_params(c: str) -> dict[str, Any]:
     return {"mode": "subject"}
 
 
+_BACKGROUND_OPS = frozenset({"remove_background", "replace_background"})
+_REMOVAL = re.compile(
+    r"transparen|\b(remove|delete|erase|drop|get rid|strip|lose|knock|cut ?out|isolate|only keep"
+    r"|plain|solid|blank|no|without|behind the subject)\b"
+)
+_NEW_BACKGROUND = re.compile(
+    r"\b(add|put|place|set|change|replace|swap|switch|give|with|to|into|on)\b"
+)
+
+
+def names_a_scene(clause: str) -> bool:
+    """A background clause that asks for a new scene ("put it on a beach background").
+
+    A colour, or words of removal ("transparent", "solid", "get rid of"), are what the
+    local engine does; anything else put behind the subject is a picture to generate.
+    """
+    c = clause.lower()
+    if p.colour(c) is not None or _REMOVAL.search(c):
+        return False
+    return _NEW_BACKGROUND.search(c) is not None
+
+
 class Planner:
     """Rules first, then MiniLM similarity to example phrasings.
 
@@ -523,6 +545,11 @@ class Planner:
                 previous_verb = verb.group(1).lower()
             if op is None:
                 log.debug("unsupported clause %r (best %.2f)", clause, score)
+                unsupported.append(clause)
+                continue
+            if op in _BACKGROUND_OPS and names_a_scene(clause):
+                # "a sunset background" needs a generative model: never a guessed colour.
+                log.debug("background scene %r is not a local operation", clause)
                 unsupported.append(clause)
                 continue
             step = Step(op=op, params=read_params(op, clause))
