@@ -111,14 +111,19 @@ class Ocr:
         configure_logging()
         name, line = resolve_ocr_engine(settings_from(settings).documents.ocr_engine)
         self.engine = get_ocr_engine(name)
+        # Forms, invoices and till slips read as one block of lines: tesseract's
+        # automatic segmentation (psm 3) drops right-aligned amount columns there.
+        self.block_engine = get_ocr_engine(name, psm=6) if name == "tesseract" else self.engine
         log.info(line)
 
-    async def recognize(self, page: Page, strategy: str) -> Page:
+    async def recognize(self, page: Page, strategy: str, layout: str = "auto") -> Page:
+        """OCR one page; ``layout="block"`` for forms and receipts (see ``__init__``)."""
         from visionserve.models.documents.ocr import ocr_page
 
         if page.error:
             return page
-        return await asyncio.to_thread(ocr_page, page, self.engine, strategy)
+        engine = self.block_engine if layout == "block" else self.engine
+        return await asyncio.to_thread(ocr_page, page, engine, strategy)
 
 
 @serve.deployment(

@@ -31,7 +31,10 @@ class ExtractGraph:
         pages = await self.extraction.pages.remote(input_key)
         scans = [p for p in pages if not p.words and p.image is not None]
         read = await asyncio.gather(
-            *(self.ocr.recognize.remote(Page(p.number, p.image, p.dpi), "All") for p in scans)
+            *(
+                self.ocr.recognize.remote(Page(p.number, p.image, p.dpi), "All", "block")
+                for p in scans
+            )
         )
         words = {page.number: page.words for page in read}
         pages = [replace(p, words=words[p.number]) if p.number in words else p for p in pages]
