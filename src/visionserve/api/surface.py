@@ -137,9 +137,7 @@ def _declare_error_bodies(app: FastAPI, surface: Surface, schema: dict[str, Any]
                         "description": "Invalid request",
                         "content": body,
                     }
-                responses.setdefault(
-                    "default", {"description": "Any other error", "content": body}
-                )
+                responses.setdefault("default", {"description": "Any other error", "content": body})
         for unused in ("HTTPValidationError", "ValidationError"):
             if f"#/components/schemas/{unused}" not in json.dumps(doc):
                 doc["components"]["schemas"].pop(unused, None)

@@ -451,7 +451,7 @@ async def test_a_generated_webhook_secret_is_shown_once(settings, make_client) -
         ("sources", {"type": "ip_camera", "name": "cam", "config": {"url": "rtsp://]x"}}),
         ("sources", {"type": "ip_camera", "name": "cam", "config": {"url": "rtsp://h:99999/"}}),
         ("sinks", {"type": "webhook", "name": "hook", "config": {"url": "http://[::1"}}),
-        ("sinks", {"type": "mqtt", "name": "m", "config": {"broker": "mqtt://:1883", "topic": "t"}}),
+        ("sinks", {"type": "mqtt", "name": "m", "config": {"broker": "mqtt://:1", "topic": "t"}}),
     ],
 )
 async def test_urls_that_do_not_parse_are_422_not_500(make_client, kind, config) -> None:  # type: ignore[no-untyped-def]
