@@ -15,7 +15,6 @@ import asyncio
 import base64
 import io
 import os
-import statistics
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from bench._util import free_port
+from bench._util import free_port, median_ms
 from tests.scenes import object_scene
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -40,16 +39,6 @@ def b64(img: Image.Image) -> str:
     buf = io.BytesIO()
     img.save(buf, "PNG")
     return base64.b64encode(buf.getvalue()).decode()
-
-
-def median_ms(fn, runs: int) -> float:  # type: ignore[no-untyped-def]
-    fn()  # warm
-    samples = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t) * 1000)
-    return statistics.median(samples)
 
 
 def replica_rss_mb() -> dict[str, float]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import skimage.data
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
+from bench._util import median_ms
 from tests.edit_prompts import PROMPTS
 from visionserve.models.edit import LocalModelOps, Planner, Step, run_plan
 from visionserve.models.edit.engines import LocalEngines
@@ -72,16 +72,6 @@ CLASSES: dict[str, tuple[str, int, Callable[[Image.Image], Image.Image]]] = {
 }
 
 
-def _median_ms(fn: Callable[[], object], runs: int) -> float:
-    fn()  # warm: load models, first-call costs
-    samples = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t) * 1000)
-    return statistics.median(samples)
-
-
 def planner_accuracy() -> dict[str, float]:
     from visionserve.models.embedding import Embedder
 
@@ -127,7 +117,7 @@ def operation_latency() -> dict[str, tuple[float, float]]:
                 run_plan(plan, img, models, max_output_pixels=LIMIT, engines=engines)
             )
 
-        results[name] = (_median_ms(ours, runs), _median_ms(lambda b=baseline: b(img), runs))
+        results[name] = (median_ms(ours, runs), median_ms(lambda b=baseline: b(img), runs))
     return results
 
 

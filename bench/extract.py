@@ -37,17 +37,8 @@ from visionserve.models.extraction.document import load_pages, ocr_pages
 from visionserve.models.extraction.engine import Extraction, LocalExtractor
 from visionserve.models.extraction.schema import ExtractionSchema
 
-SCALARS = {
-    "vendor": "string",
-    "invoice_number": "string",
-    "invoice_date": "date",
-    "due_date": "date",
-    "currency": "string",
-    "subtotal": "number",
-    "tax": "number",
-    "total": "number",
-    "customer": "string",
-}
+# The schema's scalar fields; line_items are scored apart (F1).
+SCALARS = {k: v for k, v in INVOICE_SCHEMA.items() if isinstance(v, str)}
 ITEM_FIELDS = ("description", "quantity", "unit_price", "amount")
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from visionserve.models.edit import LocalModelOps
+from visionserve.models.edit.engines import LocalEngines
 from visionserve.settings import get_settings
 
 EDIT_WEIGHTS = [
@@ -26,3 +28,14 @@ def edit_model_home() -> Path:
     if missing:
         pytest.fail(f"weights {missing} missing in {home}: run `visionserve models fetch`")
     return home
+
+
+@pytest.fixture(scope="module")
+def models(edit_model_home: Path) -> LocalModelOps:
+    """The bg-removal and waifu2x classes the deployments use, one thread each."""
+    return LocalModelOps(edit_model_home, threads=1)
+
+
+@pytest.fixture(scope="module")
+def engines(edit_model_home: Path) -> LocalEngines:
+    return LocalEngines(edit_model_home, threads=1)

@@ -4,15 +4,13 @@ a result of the planned size or a VisionServeError, never anything else."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from visionserve.errors import VisionServeError
-from visionserve.models.edit import OPERATIONS, LocalModelOps, Plan, Step, run_plan
-from visionserve.models.edit.engines import LocalEngines
+from visionserve.models.edit import OPERATIONS, Plan, Step, run_plan
 from visionserve.models.edit.runner import planned_sizes
 
 
@@ -44,16 +42,6 @@ STEPS = [Step(op=name, params={}) for name in OPERATIONS if name not in ("crop",
     Step(op="rotate", params={"degrees": 33}),
     Step(op="pad", params={"aspect": (1, 1)}),
 ]
-
-
-@pytest.fixture(scope="module")
-def models(edit_model_home: Path) -> LocalModelOps:
-    return LocalModelOps(edit_model_home, threads=1)
-
-
-@pytest.fixture(scope="module")
-def engines(edit_model_home: Path) -> LocalEngines:
-    return LocalEngines(edit_model_home, threads=1)
 
 
 @pytest.mark.parametrize("name", list(IMAGES))

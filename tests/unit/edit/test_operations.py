@@ -4,7 +4,6 @@ and scikit-image's bundled astronaut photo, with the real models."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,16 +17,6 @@ from visionserve.models.edit.engines import LocalEngines
 from visionserve.models.edit.ops.faces import FaceDetector
 
 LIMIT = 32_000_000
-
-
-@pytest.fixture(scope="module")
-def models(edit_model_home: Path) -> LocalModelOps:
-    return LocalModelOps(edit_model_home, threads=1)
-
-
-@pytest.fixture(scope="module")
-def engines(edit_model_home: Path) -> LocalEngines:
-    return LocalEngines(edit_model_home, threads=1)
 
 
 @pytest.fixture(scope="module")
