@@ -90,6 +90,8 @@ def inspect(settings: Settings) -> Built:
 
 
 def extract(settings: Settings) -> Built:
+    # No worker runs here: an accepted ingest answers 202 at once instead of waiting.
+    settings.extract.sync_window_s = 0
     return _app(build_context(settings), "extract", keyed=True)
 
 
