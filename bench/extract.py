@@ -32,7 +32,11 @@ from tests.extract_fixtures import (
     GeneratedDoc,
     corpus,
 )
-from visionserve.models.documents.ocr import get_ocr_engine, resolve_ocr_engine
+from visionserve.models.documents.ocr import (
+    get_ocr_engine,
+    invoice_languages,
+    resolve_ocr_engine,
+)
 from visionserve.models.extraction.document import load_pages, ocr_pages
 from visionserve.models.extraction.engine import Extraction, LocalExtractor
 from visionserve.models.extraction.schema import ExtractionSchema
@@ -197,7 +201,9 @@ def report(name: str, stats: Stats, *, verbose: bool) -> None:
 def _engine(name: str, psm: int) -> Any:
     if name == "auto":
         name, _ = resolve_ocr_engine(name)
-    return get_ocr_engine(name, **({"psm": psm} if name == "tesseract" else {}))
+    # As the shared OCR deployment reads for extract (Ocr.recognize, layout "block").
+    block = {"psm": psm, "lang": invoice_languages()} if name == "tesseract" else {}
+    return get_ocr_engine(name, **block)
 
 
 def main() -> None:

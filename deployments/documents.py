@@ -106,18 +106,26 @@ class Ocr:
     """
 
     def __init__(self, settings: dict[str, Any]) -> None:
-        from visionserve.models.documents.ocr import get_ocr_engine, resolve_ocr_engine
+        from visionserve.models.documents.ocr import (
+            get_ocr_engine,
+            invoice_languages,
+            resolve_ocr_engine,
+        )
 
         configure_logging()
         name, line = resolve_ocr_engine(settings_from(settings).documents.ocr_engine)
         self.engine = get_ocr_engine(name)
-        # Forms, invoices and till slips read as one block of lines: tesseract's
-        # automatic segmentation (psm 3) drops right-aligned amount columns there.
-        self.block_engine = get_ocr_engine(name, psm=6) if name == "tesseract" else self.engine
+        # Invoices and till slips read as one block of lines (tesseract's automatic
+        # segmentation, psm 3, drops right-aligned amount columns), in their languages.
+        self.block_engine = (
+            get_ocr_engine(name, psm=6, lang=invoice_languages())
+            if name == "tesseract"
+            else self.engine
+        )
         log.info(line)
 
     async def recognize(self, page: Page, strategy: str, layout: str = "auto") -> Page:
-        """OCR one page; ``layout="block"`` for forms and receipts (see ``__init__``)."""
+        """OCR one page; ``layout="block"`` for invoices and receipts (see ``__init__``)."""
         from visionserve.models.documents.ocr import ocr_page
 
         if page.error:

@@ -7,7 +7,11 @@ import pytest
 
 from tests.api.extract.conftest import Env, b64
 from tests.extract_fixtures import INVOICE_SCHEMA, generate
-from visionserve.models.documents.ocr import get_ocr_engine, resolve_ocr_engine
+from visionserve.models.documents.ocr import (
+    get_ocr_engine,
+    invoice_languages,
+    resolve_ocr_engine,
+)
 from visionserve.models.extraction.document import load_pages, ocr_pages
 from visionserve.models.extraction.engine import LocalExtractor
 from visionserve.models.extraction.schema import ExtractionSchema
@@ -25,7 +29,8 @@ async def test_api_matches_the_engine(
     doc = generate(family, language, variant, seed=3)  # type: ignore[arg-type]
     name, _ = resolve_ocr_engine(env.ctx.settings.documents.ocr_engine)
     # As the extract graph asks the shared OCR deployment: one block of lines (psm 6).
-    engine = get_ocr_engine(name, **({"psm": 6} if name == "tesseract" else {}))
+    block = {"psm": 6, "lang": invoice_languages()} if name == "tesseract" else {}
+    engine = get_ocr_engine(name, **block)
     pages = ocr_pages(load_pages(doc.data, max_pages=5), engine)
     expected = LocalExtractor(_embedder).extract(pages, ExtractionSchema.parse(INVOICE_SCHEMA))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ LIST_LANGS = 'List of available languages in "/usr/share/tesseract-ocr/5/tessdat
 
 
 @pytest.fixture
-def probe(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def probe(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """Fake ``shutil.which`` and ``tesseract --list-langs``; a test sets what they give."""
     state: dict[str, Any] = {"which": "/usr/bin/tesseract", "langs": "eng\nosd\n", "calls": []}
 
@@ -42,7 +43,9 @@ def probe(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.delenv(SETTING, raising=False)  # the tests choose the setting themselves
     monkeypatch.setattr(ocr.shutil, "which", which)
     monkeypatch.setattr(ocr.subprocess, "run", run)
-    return state
+    ocr.invoice_languages.cache_clear()  # answered by the fake, and forgotten after
+    yield state
+    ocr.invoice_languages.cache_clear()
 
 
 def test_auto_without_tesseract_runs_rapidocr(probe: dict[str, Any]) -> None:
@@ -64,6 +67,16 @@ def test_auto_with_tesseract_and_english_runs_tesseract(probe: dict[str, Any]) -
         f"OCR engine: tesseract (auto: tesseract is installed; set {SETTING}=rapidocr for RapidOCR)"
     )
     assert ("run", ["/usr/bin/tesseract", "--list-langs"]) in probe["calls"]
+
+
+def test_invoices_are_read_in_every_invoice_language_installed(
+    probe: dict[str, Any],
+) -> None:
+    probe["langs"] = "deu\neng\nfra\nosd\nspa\n"  # as listed: sorted, osd among them
+    assert ocr.invoice_languages() == "eng+deu+fra+spa"  # eng first, no osd
+    probe["langs"] = "osd\n"
+    ocr.invoice_languages.cache_clear()
+    assert ocr.invoice_languages() == "eng"  # tesseract then says what to install
 
 
 def test_auto_with_tesseract_but_no_english_data_runs_rapidocr(probe: dict[str, Any]) -> None:
