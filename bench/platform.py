@@ -77,6 +77,7 @@ def main() -> None:
     from ray import serve
 
     from graphs.app import build_app
+    from visionserve.settings import get_settings
     from visionserve.store.keys import KeyStore
 
     home = Path(tempfile.mkdtemp(prefix="vs-bench-"))
@@ -111,8 +112,12 @@ def main() -> None:
     serve.run(
         build_app(
             {
-                "settings": {"home": str(home), "database_url": database_url},
-                "surfaces": ["edit"],  # the no-op route; no model deployments to start
+                "settings": {
+                    "home": str(home),
+                    "database_url": database_url,
+                    "model_home": str(get_settings().model_home),  # edit's models start
+                },
+                "surfaces": ["edit"],  # for its no-op route, GET /edit/health
                 "job_modules": ["tests.sample_jobs"],
                 "extra_surfaces": ["tests.sample_jobs:SURFACE"],
             }
