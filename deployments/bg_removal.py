@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 from ray import serve
 
-from deployments.common import HEALTH, autoscaling
+from deployments.common import HEALTH, GiB, autoscaling
 from visionserve.errors import Unprocessable, public_failure
 from visionserve.models.bg_removal import BackgroundRemover
 from visionserve.models.cutout import Cutout
@@ -21,7 +21,6 @@ from visionserve.settings import settings_from
 log = logging.getLogger(__name__)
 
 BG_FAILED = "bg_removal_failed"
-GiB = 1024**3
 
 
 def finish(cutout: Image.Image, output_format: str | None, cost_usd: float = 0.0) -> Cutout:

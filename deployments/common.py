@@ -8,6 +8,9 @@ from typing import Any
 
 _STATUS_TTL_S = 2.0
 # Health checks every deployment shares (a replica that stops answering is replaced).
+#: For ``memory`` in ``ray_actor_options`` (bytes).
+GiB = 1024**3
+
 HEALTH = {"health_check_period_s": 10, "health_check_timeout_s": 30}
 
 

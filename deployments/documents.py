@@ -9,7 +9,7 @@ from typing import Any
 
 from ray import serve
 
-from deployments.common import HEALTH, autoscaling
+from deployments.common import HEALTH, GiB, autoscaling
 from visionserve.models.documents.config import Configuration
 from visionserve.models.documents.pipeline import chunk_stage, render_stage, segment_stage
 from visionserve.models.documents.types import Page, Region, Segment
@@ -22,7 +22,6 @@ from visionserve.store.blobs import make_blob_store
 # logs/serve/ and stderr, which `serve run` shows); records of other loggers below
 # WARNING are dropped there.
 log = logging.getLogger("ray.serve")
-GiB = 1024**3
 
 
 @serve.deployment(

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from ray import serve
 
-from deployments.common import HEALTH, autoscaling
+from deployments.common import HEALTH, GiB, autoscaling
 from visionserve.models.cutout import Cutout
 from visionserve.models.edit import LlmPlanner, Plan, Planner
 from visionserve.models.edit.engines import LocalEngines
@@ -30,7 +30,6 @@ from visionserve.settings import settings_from
 from visionserve.surfaces.edit.editing import Edited, Editor, generative_backend
 
 log = logging.getLogger(__name__)
-GiB = 1024**3
 
 
 class HandleModelOps:

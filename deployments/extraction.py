@@ -8,13 +8,12 @@ from typing import Any
 
 from ray import serve
 
-from deployments.common import HEALTH, autoscaling
+from deployments.common import HEALTH, GiB, autoscaling
 from visionserve.platform.logging import configure_logging
 from visionserve.settings import settings_from
 from visionserve.store.blobs import make_blob_store
 
 log = logging.getLogger("ray.serve")
-GiB = 1024**3
 
 
 @serve.deployment(

@@ -17,7 +17,7 @@ from PIL import Image
 from ray import serve
 
 from deployments.bg_removal import finish
-from deployments.common import HEALTH, autoscaling
+from deployments.common import HEALTH, GiB, autoscaling
 from visionserve.errors import Unprocessable, VisionServeError, public_failure
 from visionserve.models.cutout import Cutout
 from visionserve.models.upscale import UPSCALERS, Upscaler, get_upscaler
@@ -35,7 +35,6 @@ from visionserve.settings import settings_from
 log = logging.getLogger(__name__)
 
 UPSCALE_FAILED = "upscale_failed"
-GiB = 1024**3
 
 
 @serve.deployment(

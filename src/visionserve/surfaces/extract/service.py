@@ -143,14 +143,7 @@ class ExtractService:
             query = select(ExtractPattern).where(ExtractPattern.owner == owner)
             if status:
                 query = query.where(ExtractPattern.status == status)
-            total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
-            rows = list(
-                s.scalars(
-                    query.order_by(ExtractPattern.created_at.desc(), ExtractPattern.id)
-                    .limit(limit)
-                    .offset((page - 1) * limit)
-                )
-            )
+            total, rows = _page(s, query, ExtractPattern, page=page, limit=limit)
             counts = dict(
                 s.execute(  # type: ignore[arg-type]
                     select(ExtractJob.pattern_id, func.count())
@@ -281,14 +274,7 @@ class ExtractService:
                 query = query.where(ExtractJob.status == status)
             if pattern_id:
                 query = query.where(ExtractJob.pattern_id == pattern_id)
-            total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
-            rows = list(
-                s.scalars(
-                    query.order_by(ExtractJob.created_at.desc(), ExtractJob.id)
-                    .limit(limit)
-                    .offset((page - 1) * limit)
-                )
-            )
+            total, rows = _page(s, query, ExtractJob, page=page, limit=limit)
             jobs = [job_summary(j) for j in rows]
         return x.JobList(jobs=jobs, pagination=_pagination(page, limit, int(total)))
 
@@ -470,3 +456,10 @@ def announce(s: Session, job: ExtractJob) -> None:
 
 def _pagination(page: int, limit: int, total: int) -> x.Pagination:
     return x.Pagination(current_page=page, total_pages=math.ceil(total / limit), total_count=total)
+
+
+def _page(s: Session, query: Any, table: Any, *, page: int, limit: int) -> tuple[int, list[Any]]:
+    """The total a listing matches, and its rows on ``page`` (newest first)."""
+    total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
+    ordered = query.order_by(table.created_at.desc(), table.id)
+    return total, list(s.scalars(ordered.limit(limit).offset((page - 1) * limit)))
