@@ -7,11 +7,14 @@ import logging
 from collections.abc import Iterable
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from visionserve import __version__
+from visionserve.api.metrics import RequestMetricsMiddleware
 from visionserve.api.middleware import ErrorRenderer, RequestContextMiddleware
 from visionserve.api.surface import Surface, build_surface_app
+from visionserve.console import PAGES, STATIC_DIR
 from visionserve.errors import Forbidden, NotFound, VisionServeError
 from visionserve.platform.context import AppContext
 from visionserve.store.blobs import LocalBlobStore
@@ -110,8 +113,15 @@ def create_app(
             raise Forbidden("invalid or expired URL") from None
         return Response(data, media_type=store.content_type(key) or "application/octet-stream")
 
+    @app.get("/", include_in_schema=False, response_class=HTMLResponse)
+    async def root() -> HTMLResponse:
+        """Where a person lands: the console, and each surface's API docs."""
+        return HTMLResponse(_root_page(surfaces))
+
     for surface in surfaces:
         app.mount(surface.mount, build_surface_app(surface, ctx), name=surface.name)
+    # The web console: static files only; its pages call the surfaces' public APIs.
+    app.mount("/ui", StaticFiles(directory=STATIC_DIR, html=True), name="console")
 
     app.add_middleware(
         RequestContextMiddleware,
@@ -119,4 +129,28 @@ def create_app(
         renderer_for=renderer_for,
         emit_request_id=not behind_serve_proxy,
     )
+    # Outermost: refused bodies and unhandled errors are counted too.
+    app.add_middleware(
+        RequestMetricsMiddleware,
+        metrics=ctx.metrics,
+        mounts=[(s.name, s.mount) for s in surfaces],
+    )
     return app
+
+
+def _root_page(surfaces: Iterable[Surface]) -> str:
+    pages = "".join(f'<li><a href="/ui/{file}">{title}</a></li>' for file, title in PAGES)
+    docs = "".join(
+        f'<li><a href="{s.mount}/docs">{s.name}</a> <code>{s.mount}</code></li>'
+        for s in sorted(surfaces, key=lambda s: s.name)
+    )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>VisionServe {__version__}</title></head><body><main>"
+        f"<h1>VisionServe {__version__}</h1>"
+        f'<p><a href="/ui/">Open the web console</a> (/ui/)</p><ul>{pages}</ul>'
+        f"<h2>API documentation</h2><ul>{docs}</ul>"
+        '<p><a href="/health">/health</a> · <a href="/ready">/ready</a></p>'
+        "</main></body></html>"
+    )

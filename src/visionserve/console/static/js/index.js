@@ -1,0 +1,3 @@
+import { chrome } from "./common.js";
+
+chrome("index.html");
