@@ -155,8 +155,9 @@ function askForKey(message) {
   keyInput.focus();
 }
 
-/** The page header: navigation with the current page marked, and the API key form. */
-export function chrome(current) {
+/** The page header: navigation with the current page marked, and the API key form.
+ * ``onKey`` runs when the key changes (a page reloads what a 401 kept from it). */
+export function chrome(current, { onKey = () => {} } = {}) {
   const header = document.querySelector("header.top");
   const nav = el(
     "nav",
@@ -187,6 +188,7 @@ export function chrome(current) {
         if (value) sessionStorage.setItem(KEY_STORE, value);
         else sessionStorage.removeItem(KEY_STORE);
         keyNote.textContent = value ? "key set for this session" : "no key";
+        onKey();
       },
     },
     el("label", { for: "api-key" }, "API key"),
