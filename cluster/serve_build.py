@@ -1,10 +1,12 @@
-"""Regenerate serve_config.yaml from the code: ``serve build`` plus our app settings.
+"""Regenerate the Serve configs from the code: ``serve build`` plus our app settings.
 
 ``serve build graphs.app:app`` writes every deployment's options as the code sets
 them; we then name the app, point it at the ``build_app`` builder with its default
 args (so surfaces and models can be switched in the file) and bind to loopback for
-the local run. ``tests/unit/test_serve_config.py`` fails when the committed file and
-the code drift apart.
+the local run (``serve_config.yaml``). The cluster profiles are that config with the
+changes of :mod:`cluster.profiles`: ``cluster/serve_config.gpu.yaml`` and the
+``serveConfigV2`` embedded in ``cluster/rayservice.yaml``.
+``tests/unit/cli/test_serve_config.py`` fails when a committed file and the code drift.
 """
 
 from __future__ import annotations
@@ -54,6 +56,19 @@ def render(config: dict[str, Any]) -> str:
     return HEADER + yaml.safe_dump(config, sort_keys=False)
 
 
+def generated() -> dict[Path, str]:
+    """Every generated file and its text."""
+    from cluster import profiles
+
+    built = built_config()
+    return {
+        CONFIG: render(built),
+        profiles.GPU_CONFIG: profiles.render_gpu(built),
+        profiles.RAYSERVICE: profiles.render_rayservice(built),
+    }
+
+
 if __name__ == "__main__":
-    CONFIG.write_text(render(built_config()))
-    print(f"wrote {CONFIG}")  # noqa: T201
+    for path, text in generated().items():
+        path.write_text(text)
+        print(f"wrote {path.relative_to(REPO)}")  # noqa: T201

@@ -13,12 +13,15 @@ from typing import Any
 from ray import serve
 
 from deployments.common import HEALTH, autoscaling
-from visionserve.errors import BadRequest, Unprocessable, remote_message
+from visionserve.errors import BadRequest, Unprocessable, remote_message, replica_gone
 from visionserve.models.documents.config import Configuration, validated
 from visionserve.models.documents.pipeline import to_output
 from visionserve.models.documents.types import Segment
 
 log = logging.getLogger(__name__)
+# A page whose replica (or node) died is sent again this many times: Serve routes the
+# retry to a live replica once it has noticed the loss.
+PAGE_TRIES = 4
 
 
 @serve.deployment(
@@ -45,17 +48,17 @@ class DocumentsGraph:
         config = validated(Configuration, config)
         count, style = await self.pages.prepare.remote(input_key, config)
         layout_on = config.segmentation_strategy == "LayoutAnalysis"
-        calls = []
-        for number in range(1, count + 1):
-            page = self.pages.render.remote(input_key, number, config)
-            words = self.ocr.recognize.remote(page, config.ocr_strategy)
-            regions = self.layout.detect.remote(page) if layout_on else None
-            calls.append(self.pages.segments.remote(words, regions, config, task_id, style))
+        calls = [
+            self._page(input_key, number, config, task_id, style, layout_on)
+            for number in range(1, count + 1)
+        ]
         outcomes = await asyncio.gather(*calls, return_exceptions=True)
         segments: list[Segment] = []
         errors = []
         for number, outcome in enumerate(outcomes, start=1):
             if isinstance(outcome, BaseException):
+                if replica_gone(outcome):
+                    raise outcome  # the cluster failed, not the page: the job is retried
                 if config.error_handling != "Continue":
                     raise Unprocessable(f"page {number}: {remote_message(outcome)}")
                 errors.append({"page": number, "error": remote_message(outcome)})
@@ -70,3 +73,30 @@ class DocumentsGraph:
             "page_errors": errors,
             "llm": chunked["llm"],
         }
+
+    async def _page(
+        self,
+        input_key: str,
+        number: int,
+        config: Configuration,
+        task_id: str,
+        style: Any,
+        layout_on: bool,
+    ) -> list[Segment]:
+        """One page through render → (OCR ‖ layout) → segments, again where a replica died."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                page = self.pages.render.remote(input_key, number, config)
+                words = self.ocr.recognize.remote(page, config.ocr_strategy)
+                regions = self.layout.detect.remote(page) if layout_on else None
+                segments: list[Segment] = await self.pages.segments.remote(
+                    words, regions, config, task_id, style
+                )
+                return segments
+            except Exception as exc:
+                if attempt == PAGE_TRIES or not replica_gone(exc):
+                    raise
+                log.warning("task %s page %d: %r; trying again", task_id, number, exc)
+                await asyncio.sleep(attempt)

@@ -194,7 +194,22 @@ class PublicFailure:
 
 # Serve's queue-full and Ray's replica-gone errors, by name: the library never imports Ray.
 _AT_CAPACITY = frozenset({"BackPressureError", "DeploymentUnavailableError"})
-_REPLICA_GONE = frozenset({"ActorDiedError", "ActorUnavailableError", "RayActorError"})
+# A replica, its worker or its node died under a call (and the objects it held with it).
+_REPLICA_GONE = frozenset(
+    {
+        "RayActorError",
+        "ActorDiedError",
+        "ActorUnavailableError",
+        "WorkerCrashedError",
+        "NodeDiedError",
+        "ObjectLostError",  # OwnerDiedError, ObjectReconstructionFailed*
+    }
+)
+
+
+def replica_gone(exc: BaseException) -> bool:
+    """Whether ``exc`` means a replica or its node died: the same call may succeed elsewhere."""
+    return any(k.__name__ in _REPLICA_GONE for k in type(remote_cause(exc)).__mro__)
 
 
 def public_failure(
@@ -236,7 +251,7 @@ def public_failure(
     if isinstance(cause, asyncio.CancelledError):
         return PublicFailure("Processing was cancelled", "cancelled", "cancelled", False, 409)
     name = type(cause).__name__
-    if name in _AT_CAPACITY or name in _REPLICA_GONE:
+    if name in _AT_CAPACITY or replica_gone(cause):
         logger.warning("%s: a deployment is unavailable: %s", ref, name)
         message = (
             "The cluster is at capacity; retry shortly"

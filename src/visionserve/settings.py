@@ -77,6 +77,8 @@ class JobSettings(BaseModel):
     heartbeat_s: float = Field(5.0, gt=0)
     poll_s: float = Field(0.5, gt=0)
     max_attempts: int = Field(3, ge=1)
+    # A job whose replica or node died is queued again after this, doubling per attempt.
+    retry_backoff_s: float = Field(2.0, ge=0)
     concurrency: int = Field(2, ge=1)
 
     @model_validator(mode="after")

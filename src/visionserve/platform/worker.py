@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from visionserve.errors import JobCancelled, public_failure
+from visionserve.errors import JobCancelled, PublicFailure, public_failure
 from visionserve.store.queue import Claimed
 from visionserve.store.records import Job
 
@@ -86,6 +86,7 @@ class JobContext:
     kind: str
     payload: dict[str, Any]
     attempt: int
+    max_attempts: int
     # The worker's services (settings, stores, model handles, Ray-side runtime).
     app: AppContext
     _progress: float | None = None
@@ -102,6 +103,14 @@ class JobContext:
             self._message = message
         if metrics is not None:
             self._metrics = metrics
+
+    def will_retry(self, failure: PublicFailure) -> bool:
+        """Whether the worker queues this job again after ``failure`` instead of failing it.
+
+        Only a failure of the cluster (a replica or node lost, Serve at capacity) is
+        retried, while attempts are left; a handler keeps its records unfinished then.
+        """
+        return failure.category == "unavailable" and self.attempt < self.max_attempts
 
     def raise_if_cancelled(self) -> None:
         if self.cancelled:
@@ -171,7 +180,7 @@ class Worker:
                 except Exception:
                     log.exception("claim failed; retrying")
             if claimed is not None:
-                task = asyncio.create_task(self._run_job(claimed))
+                task = asyncio.create_task(self.run_claimed(claimed))
                 self.running[claimed.id] = task
                 task.add_done_callback(partial(self._forget, claimed.id))
                 continue  # a slot may still be free: claim again at once
@@ -190,8 +199,16 @@ class Worker:
                 await task
             await asyncio.to_thread(self.queue.release, job_id, self.worker_id)
 
-    async def _run_job(self, claimed: Claimed) -> None:
-        ctx = JobContext(claimed.id, claimed.kind, claimed.payload, claimed.attempt, self.app)
+    async def run_claimed(self, claimed: Claimed) -> None:
+        """Run a job this worker holds the lease of to its end (or its lease's loss)."""
+        ctx = JobContext(
+            claimed.id,
+            claimed.kind,
+            claimed.payload,
+            claimed.attempt,
+            claimed.max_attempts,
+            self.app,
+        )
         kind = self.kinds[claimed.kind]
         handler = asyncio.create_task(kind.handler(ctx))
         beat = asyncio.create_task(self._heartbeat(ctx, handler))
@@ -210,8 +227,14 @@ class Worker:
             # The job's stored error is what its client sees: the public face only;
             # an unexpected exception is logged here under the job's id.
             failure = public_failure(exc, ref=f"job {claimed.id}", logger=log)
-            log.info("job %s (%s) failed: %s", claimed.id, claimed.kind, failure.code)
-            await asyncio.to_thread(self.queue.fail, claimed.id, self.worker_id, failure)
+            if ctx.will_retry(failure):
+                log.warning(
+                    "job %s (%s): %s; queued again", claimed.id, claimed.kind, failure.message
+                )
+                await asyncio.to_thread(self.queue.retry, claimed.id, self.worker_id, failure)
+            else:
+                log.info("job %s (%s) failed: %s", claimed.id, claimed.kind, failure.code)
+                await asyncio.to_thread(self.queue.fail, claimed.id, self.worker_id, failure)
         else:
             await asyncio.to_thread(self.queue.complete, claimed.id, self.worker_id, result)
         finally:

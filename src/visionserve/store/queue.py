@@ -51,6 +51,7 @@ class Claimed:
     kind: str
     payload: dict[str, Any]
     attempt: int
+    max_attempts: int
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,14 @@ def enqueue(
     webhook_url: str | None = None,
     webhook_secret: str | None = None,
     priority: int = 0,
+    claimed_by: str | None = None,
 ) -> Job:
     """Add a queued job to ``session``; it is durable when the caller commits.
 
-    Workers claim higher ``priority`` first, then the oldest.
+    Workers claim higher ``priority`` first, then the oldest. With ``claimed_by`` the
+    job is committed already claimed by that worker (a ``ray job submit`` entry point
+    that runs it itself); should that worker die, its lease expires and a worker of
+    the cluster takes the job over.
     """
     job = Job(
         surface=surface,
@@ -90,6 +95,10 @@ def enqueue(
     )
     if job_id:
         job.id = job_id
+    if claimed_by:
+        job.status, job.lease_owner, job.attempts = PROCESSING, claimed_by, 1
+        job.started_at = utcnow()
+        job.lease_expires_at = job.started_at + timedelta(seconds=settings.lease_s)
     session.add(job)
     session.flush()
     return job
@@ -170,7 +179,9 @@ class JobQueue:
                 job.lease_expires_at = self._lease_until()
                 job.attempts += 1
                 job.started_at = job.started_at or now
-                return Claimed(job.id, job.surface, job.kind, dict(job.payload), job.attempts)
+                return Claimed(
+                    job.id, job.surface, job.kind, dict(job.payload), job.attempts, job.max_attempts
+                )
 
     def heartbeat(
         self,
@@ -204,6 +215,32 @@ class JobQueue:
     def fail(self, job_id: str, worker_id: str, failure: PublicFailure) -> bool:
         """Finish a job as failed with the public face of its failure (see ``errors``)."""
         return self._finish_owned(job_id, worker_id, FAILED, failure=failure)
+
+    def retry(self, job_id: str, worker_id: str, failure: PublicFailure) -> bool:
+        """Queue a job again after a failure of the cluster, not of its input.
+
+        The attempt stays used (``max_attempts`` bounds the retries) and the next one
+        waits a backoff that doubles per attempt, long enough for Serve to replace the
+        replicas of a lost node.
+        """
+        with session_scope(self.database_url) as s:
+            job = s.scalars(
+                select(Job)
+                .where(Job.id == job_id, Job.lease_owner == worker_id, Job.status == PROCESSING)
+                .with_for_update()
+            ).first()
+            if job is None:
+                return False
+            delay = self.settings.retry_backoff_s * 2 ** max(0, job.attempts - 1)
+            job.status = QUEUED
+            job.lease_owner = None
+            job.lease_expires_at = None
+            job.run_after = utcnow() + timedelta(seconds=delay)
+            job.message = (
+                f"retrying in {delay:.0f} s (attempt {job.attempts} of {job.max_attempts}):"
+                f" {failure.message}"
+            )
+            return True
 
     def mark_cancelled(self, job_id: str, worker_id: str) -> bool:
         return self._finish_owned(job_id, worker_id, CANCELLED, failure=_CANCELLED)

@@ -1,15 +1,50 @@
-"""serve_config.yaml must say what the code builds (serve build graphs.app:app)."""
+"""serve_config.yaml and the cluster profiles must say what the code builds (serve build)."""
 
 from __future__ import annotations
 
 import yaml
 
-from cluster.serve_build import CONFIG, built_config
+from cluster.profiles import GPU_CONFIG, RAYSERVICE
+from cluster.serve_build import CONFIG, REPO, generated
 
 
-def test_committed_config_matches_serve_build() -> None:
-    committed = yaml.safe_load(CONFIG.read_text())
-    assert committed == built_config(), "serve_config.yaml drifted: run `make serve-build`"
+def test_committed_configs_match_serve_build() -> None:
+    for path, text in generated().items():
+        name = path.relative_to(REPO)
+        assert path.read_text() == text, f"{name} drifted from the code: run `make serve-build`"
+
+
+def test_rayservice_embeds_the_cluster_profile_of_serve_config() -> None:
+    local = yaml.safe_load(CONFIG.read_text())
+    service = yaml.safe_load(RAYSERVICE.read_text())
+    embedded = yaml.safe_load(service["spec"]["serveConfigV2"])
+    (app,), (local_app,) = embedded["applications"], local["applications"]
+    assert [d["name"] for d in app["deployments"]] == [d["name"] for d in local_app["deployments"]]
+    assert app["import_path"] == local_app["import_path"] == "graphs.app:build_app"
+    assert app["args"]["surfaces"] == local_app["args"]["surfaces"]
+    assert app["args"]["settings"] == {"blobs": {"backend": "s3"}}  # the rest from the Secret
+    cluster = service["spec"]["rayClusterConfig"]
+    pods = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    for pod in pods:
+        (container,) = pod["template"]["spec"]["containers"]
+        assert container["envFrom"] == [{"secretRef": {"name": "visionserve"}}]
+    workers = {g["groupName"]: g for g in cluster["workerGroupSpecs"]}
+    assert (
+        workers["gpu"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
+        == "1"
+    )
+    assert all(g["minReplicas"] <= g["replicas"] <= g["maxReplicas"] for g in workers.values())
+    assert cluster["enableInTreeAutoscaling"] is True
+    ingress = next(d for d in app["deployments"] if d["name"] == "ingress")
+    assert ingress["autoscaling_config"]["min_replicas"] == 2
+
+
+def test_gpu_profile_puts_the_onnx_models_on_gpus() -> None:
+    (app,) = yaml.safe_load(GPU_CONFIG.read_text())["applications"]
+    gpus = {d["name"]: d["ray_actor_options"].get("num_gpus", 0) for d in app["deployments"]}
+    assert gpus["bg-u2netp"] == gpus["upscale"] == gpus["layout"] == 0.5
+    assert gpus["anomaly"] == gpus["ingress"] == 0  # OpenVINO on CPU; the request path
+    assert app["args"]["settings"]["inspect"]["train_num_gpus"] == 1
 
 
 def test_every_deployment_declares_resources_and_limits() -> None:

@@ -32,6 +32,20 @@ async def crash(ctx: JobContext) -> dict:  # type: ignore[type-arg]
     raise RuntimeError("/secret/server/path kaput")
 
 
+class ActorDiedError(RuntimeError):
+    """Named as Ray names a replica that died under a call (the library never imports Ray)."""
+
+
+async def node_lost_once(ctx: JobContext) -> dict:  # type: ignore[type-arg]
+    if ctx.attempt == 1:
+        raise ActorDiedError("The actor died unexpectedly before finishing this task.")
+    return {"attempt": ctx.attempt}
+
+
+async def node_always_lost(ctx: JobContext) -> dict:  # type: ignore[type-arg]
+    raise ActorDiedError("The actor died unexpectedly before finishing this task.")
+
+
 KINDS = {
     k.name: k
     for k in (
@@ -39,6 +53,8 @@ KINDS = {
         JobKind("slow", slow),
         JobKind("bad", bad),
         JobKind("crash", crash),
+        JobKind("node_lost_once", node_lost_once),
+        JobKind("node_always_lost", node_always_lost),
     )
 }
 
@@ -121,3 +137,25 @@ async def test_stop_hands_running_jobs_back(settings, queue) -> None:  # type: i
     finally:
         await other.stop()
         await loop
+
+
+async def test_a_lost_replica_queues_the_job_again_until_attempts_run_out(settings, queue) -> None:  # type: ignore[no-untyped-def]
+    settings.jobs.retry_backoff_s = 0.1
+    queue = JobQueue(settings.database_url, settings.jobs)
+    worker = Worker(build_context(settings), kinds=KINDS)
+    loop = asyncio.create_task(worker.run())
+    once, always = add(settings, "node_lost_once"), add(settings, "node_always_lost")
+    try:
+        await wait_status(queue, once, "completed")
+        await wait_status(queue, always, "failed")
+    finally:
+        await worker.stop()
+        await loop
+    # The second attempt ran and is the one result; the first left no trace but the count.
+    done = queue.get(once)
+    assert (done.result, done.attempts, done.error) == ({"attempt": 2}, 2, None)
+    # A cluster that keeps failing: every attempt used, then the 503-style failure.
+    failed = queue.get(always)
+    assert failed.attempts == settings.jobs.max_attempts == 3
+    assert (failed.error_code, failed.error_category) == ("service_unavailable", "unavailable")
+    assert failed.error == "A model replica is unavailable; retry shortly"

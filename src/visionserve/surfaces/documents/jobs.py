@@ -33,6 +33,8 @@ async def parse_job(ctx: JobContext) -> dict[str, Any]:
         # The task's message is what its client reads: the public face of the failure
         # (logged here, once, under the job id); the job stores the same.
         failure = public_failure(exc, ref=f"job {ctx.job_id}", logger=log)
+        if ctx.will_retry(failure):
+            raise  # a replica or node was lost: the task stays Processing for the next attempt
         await asyncio.to_thread(
             service.finish, task_id, ctx.job_id, "Failed", failure.message, None
         )

@@ -71,8 +71,12 @@ class ModelService:
 
     # --- training --------------------------------------------------------------------
 
-    def start_training(self, project_id: str, body: i.TrainRequest) -> i.TrainAccepted:
+    def start_training(
+        self, project_id: str, body: i.TrainRequest, *, claimed_by: str | None = None
+    ) -> i.TrainAccepted:
         """Validate the request, then commit the model record and its job together.
+
+        ``claimed_by``: the worker that runs the job itself (``jobs.anomaly_train``).
 
         Raises:
             NotFound: No such project or snapshot.
@@ -99,6 +103,7 @@ class ModelService:
                 kind=TRAIN_KIND,
                 payload={"model_id": model_id, "project_id": project_id},
                 settings=self.settings.jobs,
+                claimed_by=claimed_by,
             )
             s.flush()
             s.add(InspectJob(job_id=job.id, project_id=project_id, type="training"))
