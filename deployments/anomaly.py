@@ -17,6 +17,7 @@ import numpy as np
 from ray import serve
 
 from deployments.common import HEALTH, autoscaling
+from deployments.metrics import measured
 from visionserve.errors import Conflict, NotFound
 from visionserve.platform.logging import configure_logging
 from visionserve.settings import settings_from
@@ -68,6 +69,7 @@ class AnomalyDetection:
         log.info("loaded anomaly model %s", model_id)
         return loaded
 
+    @measured
     async def predict(self, rgb: np.ndarray) -> dict[str, Any]:
         """Score an RGB image: score, label and a heat map PNG at the image's size."""
         from visionserve.models.anomaly.inference import heatmap_png
@@ -77,6 +79,7 @@ class AnomalyDetection:
         png = await asyncio.to_thread(heatmap_png, pred, rgb)
         return {"score": pred.score, "is_anomalous": pred.is_anomalous, "heatmap_png": png}
 
+    @measured
     async def frame(self, rgb: np.ndarray) -> dict[str, Any]:
         """Score a video frame; the anomaly map comes back as float16 at the frame's size."""
         model = await self.get_model(serve.get_multiplexed_model_id())

@@ -11,6 +11,7 @@ from PIL import Image
 from ray import serve
 
 from deployments.common import HEALTH, GiB, autoscaling
+from deployments.metrics import measured
 from visionserve.errors import Unprocessable, public_failure
 from visionserve.models.bg_removal import BackgroundRemover
 from visionserve.models.cutout import Cutout
@@ -74,6 +75,7 @@ class BackgroundRemoval:
         cutouts = self.remover.remove_batch([Image.fromarray(a) for a in images])
         return [finish(c, fmt) for c, fmt in zip(cutouts, formats, strict=True)]
 
+    @measured
     async def remove(self, image: np.ndarray, output_format: str | None = None) -> Cutout:
         """RGBA cut-out of ``image``: encoded when ``output_format`` is set, else pixels."""
         try:

@@ -10,6 +10,7 @@ from typing import Any
 from ray import serve
 
 from deployments.common import HEALTH, GiB, autoscaling
+from deployments.metrics import measured
 from visionserve.models.documents.config import Configuration
 from visionserve.models.documents.pipeline import chunk_stage, render_stage, segment_stage
 from visionserve.models.documents.types import Page, Region, Segment
@@ -51,6 +52,7 @@ class DocumentPages:
         self._files.move_to_end(key)
         return self._files[key]
 
+    @measured
     async def prepare(self, input_key: str, config: Configuration) -> tuple[int, Any]:
         """Page count and the document-wide style (body/title sizes, running headers)."""
         from visionserve.models.documents.pipeline import prepare_stage
@@ -58,12 +60,14 @@ class DocumentPages:
         data = await asyncio.to_thread(self._file, input_key)
         return await asyncio.to_thread(prepare_stage, data, config)
 
+    @measured
     async def render(self, input_key: str, page_number: int, config: Configuration) -> Page:
         data = await asyncio.to_thread(self._file, input_key)
         return await asyncio.to_thread(
             render_stage, data, page_number, config, self.settings.documents.max_pages
         )
 
+    @measured
     async def segments(
         self,
         page: Page,
@@ -123,6 +127,7 @@ class Ocr:
         )
         log.info(line)
 
+    @measured
     async def recognize(self, page: Page, strategy: str, layout: str = "auto") -> Page:
         """OCR one page; ``layout="block"`` for invoices and receipts (see ``__init__``)."""
         from visionserve.models.documents.ocr import ocr_page
@@ -160,6 +165,7 @@ class Layout:
         if threads != self.threads:
             self.model, self.threads = LayoutModel(threads=threads), threads
 
+    @measured
     async def detect(self, page: Page) -> list[Region]:
         if page.error:
             return []
@@ -190,6 +196,7 @@ class Chunking:
             self._embedder = Embedder(threads=1)
         return self._embedder.embed(texts)
 
+    @measured
     async def chunk(self, segments: list[Segment], config: Configuration) -> dict[str, Any]:
         """LLM processing where asked (and configured), then chunks; says what the LLM did."""
         llm = await self._llm(segments, config)

@@ -18,6 +18,7 @@ from PIL import Image
 from ray import serve
 
 from deployments.common import HEALTH, GiB, autoscaling
+from deployments.metrics import measured
 from visionserve.models.cutout import Cutout
 from visionserve.models.edit import LlmPlanner, Plan, Planner
 from visionserve.models.edit.engines import LocalEngines
@@ -98,6 +99,7 @@ class Edit:
             self.threads = threads
             self.editor = self._editor()
 
+    @measured
     async def plan(self, prompt: str) -> dict[str, Any]:
         """The validated plan of ``prompt`` (steps and unsupported clauses)."""
         plan = await self._plan(prompt)
@@ -110,6 +112,7 @@ class Edit:
             result = await result
         return Plan.model_validate(result)
 
+    @measured
     async def edit(self, data: bytes, prompt: str) -> Edited:
         """Decode ``data`` (a clear 4xx when it is no image), plan, edit, encode."""
         image = await asyncio.to_thread(load_image, data, self.settings)

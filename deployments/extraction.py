@@ -9,6 +9,7 @@ from typing import Any
 from ray import serve
 
 from deployments.common import HEALTH, GiB, autoscaling
+from deployments.metrics import measured
 from visionserve.platform.logging import configure_logging
 from visionserve.settings import settings_from
 from visionserve.store.blobs import make_blob_store
@@ -46,6 +47,7 @@ class Extraction:
             self.vlm = VlmExtractor(self.settings.extract.vlm, EgressPolicy(self.settings.egress))
         log.info("extraction engines: local%s", ", vlm" if self.vlm else "")
 
+    @measured
     async def pages(self, input_key: str) -> list[Any]:
         """The stored input's pages: a good PDF text layer gives words already; scans
         come levelled, ready for OCR."""
@@ -61,6 +63,7 @@ class Extraction:
         )
         return await asyncio.to_thread(straighten_scans, pages)
 
+    @measured
     async def extract(self, pages: list[Any], spec: dict[str, Any]) -> dict[str, Any]:
         """Run the engine the job's pattern asked for on OCR'd pages; the result fits its schema."""
         from visionserve.models.extraction.runner import run_extraction

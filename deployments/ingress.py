@@ -16,6 +16,7 @@ from deployments.common import (
     ray_cluster_resources,
     serve_deployment_status,
 )
+from deployments.metrics import METRICS
 from deployments.pipeline_actor import RayPipelineHost
 from visionserve.api import Surface, create_app
 from visionserve.platform.context import build_context
@@ -68,6 +69,7 @@ class Ingress:
             cluster_status=serve_deployment_status,
             cluster_resources=ray_cluster_resources,
             runtime=runtime,
+            metrics=METRICS,
         )
 
     def __serve_build_asgi_app__(self) -> Any:

@@ -18,6 +18,7 @@ from deployments.common import (
     serve_deployment_status,
 )
 from deployments.edit_batch import RayEditBatch
+from deployments.metrics import METRICS
 from visionserve.platform.context import build_context
 from visionserve.platform.logging import configure_logging
 from visionserve.platform.webhooks import Deliverer
@@ -58,10 +59,15 @@ class JobWorker:
                 TRAINING_LAUNCHER: RayTrainingLauncher(settings),
                 BATCH_RUNNER: RayEditBatch(settings),
             },
+            metrics=METRICS,
         )
         self.worker = Worker(ctx)
         self.deliverer = Deliverer(
-            settings.database_url, settings.webhooks, ctx.egress, worker_id=self.worker.worker_id
+            settings.database_url,
+            settings.webhooks,
+            ctx.egress,
+            worker_id=self.worker.worker_id,
+            metrics=ctx.metrics,
         )
         self._loops = [
             asyncio.create_task(self.worker.run(), name="jobs"),

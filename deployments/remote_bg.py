@@ -16,6 +16,7 @@ from ray import serve
 
 from deployments.bg_removal import BG_FAILED, finish
 from deployments.common import HEALTH, autoscaling
+from deployments.metrics import measured
 from visionserve.errors import Unprocessable, public_failure
 from visionserve.models.cutout import Cutout
 from visionserve.models.providers import build_providers
@@ -55,6 +56,7 @@ class RemoteBackgroundRemoval:
         self.max_pixels = resolved.limits.max_image_pixels
         self.timeout_s = timeout_s
 
+    @measured
     async def remove(self, image: np.ndarray, output_format: str | None = None) -> Cutout:
         try:
             png = await asyncio.to_thread(encode_image, Image.fromarray(image), "png")

@@ -18,6 +18,7 @@ from ray import serve
 
 from deployments.bg_removal import finish
 from deployments.common import HEALTH, GiB, autoscaling
+from deployments.metrics import measured
 from visionserve.errors import Unprocessable, VisionServeError, public_failure
 from visionserve.models.cutout import Cutout
 from visionserve.models.upscale import UPSCALERS, Upscaler, get_upscaler
@@ -91,6 +92,7 @@ class Upscale:
     async def methods(self) -> list[str]:
         return sorted(self.upscalers)
 
+    @measured
     async def upscale(
         self,
         source: Cutout | np.ndarray,

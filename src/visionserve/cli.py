@@ -1,4 +1,4 @@
-"""``visionserve`` command line: API keys and database migrations."""
+"""``visionserve`` command line: API keys, durable jobs and database migrations."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 
 import typer
 
+from visionserve.jobs_cli import jobs
 from visionserve.settings import get_settings
 from visionserve.store.db import engine_for
 from visionserve.store.keys import KeyStore
@@ -17,6 +18,7 @@ models = typer.Typer(help="Model weights in the model home.", no_args_is_help=Tr
 app.add_typer(keys, name="keys")
 app.add_typer(db, name="db")
 app.add_typer(models, name="models")
+app.add_typer(jobs, name="jobs")
 
 
 def _store() -> KeyStore:

@@ -13,7 +13,8 @@ from typing import Any
 
 from visionserve.errors import ServiceUnavailable
 from visionserve.platform.egress import EgressPolicy
-from visionserve.platform.worker import terminal_webhook
+from visionserve.platform.job_metrics import terminal_hook
+from visionserve.platform.metrics import Metrics, NoMetrics
 from visionserve.settings import Settings
 from visionserve.store.blobs import BlobStore, make_blob_store
 from visionserve.store.db import engine_for
@@ -59,6 +60,8 @@ class AppContext:
     # deployments, and what the app builder resolved ("cutout.catalogue"); a surface
     # reads its own through a typed accessor.
     runtime: Mapping[str, Any] = field(default_factory=dict)
+    # Application metrics (the deployments inject Ray's; see platform/metrics.py).
+    metrics: Metrics = field(default_factory=NoMetrics)
 
     def runtime_object(self, name: str, what: str) -> Any:
         """The injected Ray-side object ``name``, or a 503 naming ``what`` is missing."""
@@ -75,13 +78,15 @@ def build_context(
     cluster_status: ClusterStatus | None = None,
     cluster_resources: ClusterResources | None = None,
     runtime: Mapping[str, Any] | None = None,
+    metrics: Metrics | None = None,
 ) -> AppContext:
     """Wire the services from settings; migrates the database on first use."""
     engine_for(settings.database_url)
+    metrics = metrics or NoMetrics()
     return AppContext(
         settings=settings,
         keys=KeyStore(settings.database_url),
-        queue=JobQueue(settings.database_url, settings.jobs, on_terminal=terminal_webhook),
+        queue=JobQueue(settings.database_url, settings.jobs, on_terminal=terminal_hook(metrics)),
         blobs=make_blob_store(settings),
         egress=EgressPolicy(settings.egress),
         rate_limiter=make_rate_limiter(settings),
@@ -91,4 +96,5 @@ def build_context(
         cluster_status=cluster_status or _no_cluster_status,
         cluster_resources=cluster_resources or _no_cluster_resources,
         runtime=runtime or {},
+        metrics=metrics,
     )

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from visionserve.errors import VisionServeError
 from visionserve.platform.egress import EgressPolicy, pinned_request_args
+from visionserve.platform.metrics import WEBHOOK_DELIVERIES, Metrics, NoMetrics
 from visionserve.settings import WebhookSettings
 from visionserve.store.db import session_scope
 from visionserve.store.records import WebhookAttempt, WebhookDelivery, utcnow
@@ -112,6 +113,7 @@ class Deliverer:
         worker_id: str,
         default_secret: str | None = None,
         poll_s: float = 0.5,
+        metrics: Metrics | None = None,
     ) -> None:
         self.database_url = database_url
         self.settings = settings
@@ -119,6 +121,7 @@ class Deliverer:
         self.worker_id = worker_id
         self.default_secret = default_secret or settings.default_secret
         self.poll_s = poll_s
+        self.metrics = metrics or NoMetrics()
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
@@ -213,10 +216,23 @@ class Deliverer:
         duration_ms: float,
         permanent: bool,
     ) -> None:
+        outcome = self._record_attempt(d, status_code, error, duration_ms, permanent)
+        if outcome is not None:
+            self.metrics.inc(WEBHOOK_DELIVERIES, {"outcome": outcome})
+
+    def _record_attempt(
+        self,
+        d: WebhookDelivery,
+        status_code: int | None,
+        error: str | None,
+        duration_ms: float,
+        permanent: bool,
+    ) -> str | None:
+        """Log the attempt and move the row on; returns the outcome (None: not ours)."""
         with session_scope(self.database_url) as s:
             row = s.get(WebhookDelivery, d.id, with_for_update=True)
             if row is None or row.lease_owner != self.worker_id:
-                return
+                return None
             s.add(
                 WebhookAttempt(
                     delivery_id=row.id,
@@ -233,9 +249,11 @@ class Deliverer:
             if error is None:
                 row.status = "delivered"
                 row.delivered_at = utcnow()
-            elif permanent or row.attempts >= self.settings.max_attempts:
+                return "delivered"
+            if permanent or row.attempts >= self.settings.max_attempts:
                 row.status = "failed"
                 log.warning("webhook %s to %s failed for good: %s", row.event_id, row.url, error)
-            else:
-                delay = backoff_s(row.attempts, self.settings)
-                row.next_attempt_at = utcnow() + timedelta(seconds=delay)
+                return "failed"
+            delay = backoff_s(row.attempts, self.settings)
+            row.next_attempt_at = utcnow() + timedelta(seconds=delay)
+            return "retry"

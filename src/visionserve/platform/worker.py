@@ -20,6 +20,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from visionserve.errors import JobCancelled, PublicFailure, public_failure
+from visionserve.platform.metrics import JOB_PROGRESS, JOB_TRANSITIONS
 from visionserve.store.queue import Claimed
 from visionserve.store.records import Job
 
@@ -93,6 +94,10 @@ class JobContext:
     _message: str | None = None
     _metrics: dict[str, Any] | None = None
     cancelled: bool = False
+    # (whole percent, message) of the last progress line logged.
+    _logged: tuple[int, str | None] | None = None
+    # Whether a heartbeat exported this job's progress gauge (work that lasts).
+    _gauged: bool = False
 
     def progress(
         self, fraction: float, message: str | None = None, metrics: dict[str, Any] | None = None
@@ -103,6 +108,27 @@ class JobContext:
             self._message = message
         if metrics is not None:
             self._metrics = metrics
+        self._log_progress()
+
+    def _log_progress(self) -> None:
+        # One line per step (a new whole percent or a new message), not one per call.
+        percent = int(max(0.0, min(1.0, self._progress or 0.0)) * 100)
+        if (percent, self._message) == self._logged:
+            return
+        self._logged = (percent, self._message)
+        details = " ".join(
+            f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+            for key, value in (self._metrics or {}).items()
+            if isinstance(value, int | float | str) and value != self._message
+        )
+        log.info(
+            "job %s (%s) %d%% %s%s",
+            self.job_id,
+            self.kind,
+            percent,
+            self._message or "",
+            f" [{details}]" if details else "",
+        )
 
     def will_retry(self, failure: PublicFailure) -> bool:
         """Whether the worker queues this job again after ``failure`` instead of failing it.
@@ -180,6 +206,8 @@ class Worker:
                 except Exception:
                     log.exception("claim failed; retrying")
             if claimed is not None:
+                tags = {"kind": claimed.kind, "state": "processing"}
+                self.app.metrics.inc(JOB_TRANSITIONS, tags)
                 task = asyncio.create_task(self.run_claimed(claimed))
                 self.running[claimed.id] = task
                 task.add_done_callback(partial(self._forget, claimed.id))
@@ -237,6 +265,8 @@ class Worker:
                 await asyncio.to_thread(self.queue.fail, claimed.id, self.worker_id, failure)
         else:
             await asyncio.to_thread(self.queue.complete, claimed.id, self.worker_id, result)
+            if ctx._gauged:
+                self.app.metrics.set(JOB_PROGRESS, 1.0, {"job_id": ctx.job_id, "kind": ctx.kind})
         finally:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -257,6 +287,12 @@ class Worker:
             except Exception:
                 log.exception("heartbeat for job %s failed", ctx.job_id)
                 continue
+            if beat.owned and ctx._progress is not None:
+                # Only work that outlives a heartbeat gets a series: job ids are unbounded.
+                fraction = max(0.0, min(1.0, ctx._progress))
+                tags = {"job_id": ctx.job_id, "kind": ctx.kind}
+                self.app.metrics.set(JOB_PROGRESS, fraction, tags)
+                ctx._gauged = True
             if beat.cancel_requested and not ctx.cancelled:
                 ctx.cancelled = True
                 handler.cancel()
