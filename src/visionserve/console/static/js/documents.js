@@ -66,6 +66,7 @@ async function openTask() {
 }
 
 async function follow(taskId) {
+  delete $("result").dataset.task;
   const show = (t) => say(status, `Task ${t.task_id}: ${t.status}. ${t.message || ""}`, t.status === "Failed" ? "error" : "busy");
   const task = await poll(
     () => api(`${API}/task/${taskId}?include_chunks=false`),
@@ -83,6 +84,7 @@ async function follow(taskId) {
     document_ = await fetchBytes(url);
   }
   await show_(full);
+  $("result").dataset.task = full.task_id; // drawn
   say(status, `Task ${full.task_id}: ${full.status}, ${full.output.page_count} page(s), ${full.output.chunks.length} chunk(s). ${full.message || ""}`, "ok");
 }
 
@@ -101,8 +103,8 @@ async function show_(task) {
     const page = await doc.render(n, width);
     for (const seg of segments.filter((s) => s.page_number === n)) {
       // Segment boxes are in the rendered page's pixels; page_width/height say its size.
-      const sx = page.cssWidth / seg.page_width;
-      const sy = page.cssHeight / seg.page_height;
+      const sx = 1 / seg.page_width;
+      const sy = 1 / seg.page_height;
       page.wrap.append(
         box(
           { left: seg.bbox.left * sx, top: seg.bbox.top * sy, width: seg.bbox.width * sx, height: seg.bbox.height * sy },

@@ -76,6 +76,7 @@ async function run() {
     return;
   }
   $("run").disabled = true;
+  delete $("result").dataset.job;
   try {
     if (!id) {
       await save();
@@ -100,6 +101,7 @@ async function run() {
     }
     say(status, `Job ${job.job_id}: confidence ${Math.round(job.confidence * 100)} %, ${job.processing_time_ms} ms, engine ${job.engine}`, "ok");
     await show(job);
+    $("result").dataset.job = job.job_id; // drawn
   } catch (err) {
     say(status, err.message, "error");
   } finally {
@@ -130,14 +132,14 @@ async function show(job) {
   const pages = [];
   for (let n = 1; n <= doc.pageCount; n++) {
     const page = await doc.render(n, width);
-    const pixels = doc.kind === "pdf" ? (page.pointsWidth * PDF_DPI) / 72 : page.naturalWidth;
-    const s = page.cssWidth / pixels;
+    // The page's size in the pixels of the field boxes.
+    const [w, h] = doc.kind === "pdf" ? [page.pointsWidth, page.pointsHeight].map((v) => (v * PDF_DPI) / 72) : [page.naturalWidth, page.naturalHeight];
     for (const f of fields.filter((x) => x.bbox && (x.page || 1) === n)) {
       const [x0, y0, x1, y1] = f.bbox;
       const low = f.confidence < LOW;
       page.wrap.append(
         box(
-          { left: x0 * s, top: y0 * s, width: (x1 - x0) * s, height: (y1 - y0) * s },
+          { left: x0 / w, top: y0 / h, width: (x1 - x0) / w, height: (y1 - y0) / h },
           {
             cls: `field${low ? " low" : ""}`,
             tag: `${f.path} ${Math.round(f.confidence * 100)} %`,

@@ -26,7 +26,6 @@ export async function openDocument(bytes, mime = "") {
         const viewport = page.getViewport({ scale: scale * ratio });
         const canvas = el("canvas", { width: Math.round(viewport.width), height: Math.round(viewport.height) });
         canvas.style.width = `${cssWidth}px`;
-        canvas.style.height = `${(base.height * scale).toFixed(1)}px`;
         canvas.setAttribute("role", "img");
         canvas.setAttribute("aria-label", `Page ${n}`);
         await page.render({ canvasContext: canvas.getContext("2d"), canvas, viewport }).promise;
@@ -35,6 +34,7 @@ export async function openDocument(bytes, mime = "") {
           cssWidth,
           cssHeight: base.height * scale,
           pointsWidth: base.width,
+          pointsHeight: base.height,
         };
       },
     };
@@ -54,21 +54,24 @@ export async function openDocument(bytes, mime = "") {
         cssWidth,
         cssHeight: (img.naturalHeight * cssWidth) / img.naturalWidth,
         naturalWidth: img.naturalWidth,
+        naturalHeight: img.naturalHeight,
       };
     },
   };
 }
 
-/** A box at CSS pixels (left, top, width, height) over a page, with a small tag. */
+/** A box over a page, its rect (left, top, width, height) in fractions of the page's size
+ * (so that it stays in place whatever size the page is drawn at), with a small tag. */
 export function box(rect, { cls = "", colour = null, tag = "", title = "", data = {} } = {}) {
   const attrs = { class: `box ${cls}`, title: title || null, "aria-hidden": "true" };
   for (const [k, v] of Object.entries(data)) attrs[`data-${k}`] = v;
   const node = el("div", attrs, tag ? el("span", { class: "tag", style: colour ? { background: colour } : {} }, tag) : null);
+  const pct = (v) => `${(v * 100).toFixed(3)}%`;
   Object.assign(node.style, {
-    left: `${rect.left.toFixed(1)}px`,
-    top: `${rect.top.toFixed(1)}px`,
-    width: `${Math.max(rect.width, 2).toFixed(1)}px`,
-    height: `${Math.max(rect.height, 2).toFixed(1)}px`,
+    left: pct(rect.left),
+    top: pct(rect.top),
+    width: pct(rect.width),
+    height: pct(rect.height),
   });
   if (colour) node.style.borderColor = colour;
   return node;
