@@ -38,25 +38,42 @@ def builder_runtime(args: dict[str, Any]) -> dict[str, Any]:
     return runtime
 
 
-_cache: tuple[float, dict[str, str]] = (0.0, {})
+_cache: tuple[float, dict[str, Any]] = (0.0, {})
 
 
-async def serve_deployment_status() -> dict[str, str]:
-    """Deployment name -> Serve status across applications, cached for two seconds."""
+async def _serve_deployments() -> dict[str, Any]:
+    """Deployment name -> Serve's status overview across applications, cached for 2 s."""
     global _cache
-    stamp, statuses = _cache
+    stamp, deployments = _cache
     if time.monotonic() - stamp < _STATUS_TTL_S:
-        return statuses
+        return deployments
     from ray import serve
 
     status = await asyncio.to_thread(serve.status)
-    statuses = {
-        name: str(getattr(d.status, "value", d.status))
-        for app in status.applications.values()
-        for name, d in app.deployments.items()
+    deployments = {
+        name: d for app in status.applications.values() for name, d in app.deployments.items()
     }
-    _cache = (time.monotonic(), statuses)
-    return statuses
+    _cache = (time.monotonic(), deployments)
+    return deployments
+
+
+async def serve_deployment_status() -> dict[str, str]:
+    """Deployment name -> Serve status (HEALTHY, UPSCALING, UNHEALTHY, ...)."""
+    return {
+        name: str(getattr(d.status, "value", d.status))
+        for name, d in (await _serve_deployments()).items()
+    }
+
+
+async def serve_replica_states() -> dict[str, dict[str, Any]]:
+    """Deployment name -> its replicas by state and, when it is not healthy, Serve's why."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, d in (await _serve_deployments()).items():
+        states = {str(getattr(k, "value", k)): n for k, n in (d.replica_states or {}).items()}
+        out[name] = {"replicas": states}
+        if d.message:
+            out[name]["message"] = d.message
+    return out
 
 
 async def ray_cluster_resources() -> dict[str, float]:

@@ -15,6 +15,7 @@ from deployments.common import (
     builder_runtime,
     ray_cluster_resources,
     serve_deployment_status,
+    serve_replica_states,
 )
 from deployments.metrics import METRICS
 from deployments.pipeline_actor import RayPipelineHost
@@ -67,6 +68,7 @@ class Ingress:
             self.settings,
             handles=handles,
             cluster_status=serve_deployment_status,
+            cluster_replicas=serve_replica_states,
             cluster_resources=ray_cluster_resources,
             runtime=runtime,
             metrics=METRICS,

@@ -62,14 +62,22 @@ def create_app(
 
     @app.get("/health", tags=["platform"])
     async def health() -> dict[str, object]:
-        """Liveness: the ingress answers; lists every deployment's Serve state."""
+        """Liveness: the ingress answers; lists every deployment's Serve state.
+
+        ``replicas`` counts each deployment's replicas by state (a lost node shows as
+        fewer RUNNING, then STARTING ones elsewhere); ``messages`` says why a deployment
+        is not healthy, e.g. that a new replica waits for resources no node has.
+        """
         deployments = await ctx.cluster_status()
+        replicas = await ctx.cluster_replicas()
         degraded = any(state != "HEALTHY" for state in deployments.values())
         return {
             "status": "degraded" if degraded else "ok",
             "version": __version__,
             "surfaces": {s.name: s.mount for s in surfaces},
             "deployments": deployments,
+            "replicas": {name: r["replicas"] for name, r in replicas.items()},
+            "messages": {name: r["message"] for name, r in replicas.items() if "message" in r},
         }
 
     @app.get("/ready", tags=["platform"])

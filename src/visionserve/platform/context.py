@@ -29,6 +29,7 @@ from visionserve.store.ratelimit import (
 )
 
 ClusterStatus = Callable[[], Awaitable[dict[str, str]]]
+ClusterReplicas = Callable[[], Awaitable[dict[str, dict[str, Any]]]]
 ClusterResources = Callable[[], Awaitable[dict[str, float]]]
 
 
@@ -37,6 +38,10 @@ async def _no_cluster_status() -> dict[str, str]:
 
 
 async def _no_cluster_resources() -> dict[str, float]:
+    return {}
+
+
+async def _no_cluster_replicas() -> dict[str, dict[str, Any]]:
     return {}
 
 
@@ -54,6 +59,8 @@ class AppContext:
     handles: Mapping[str, Any] = field(default_factory=dict)
     # Deployment name -> Serve status (HEALTHY, UPDATING, UNHEALTHY, ...).
     cluster_status: ClusterStatus = _no_cluster_status
+    # Deployment name -> {"replicas": {"RUNNING": 2, "STARTING": 1}, "message": why not healthy}.
+    cluster_replicas: ClusterReplicas = _no_cluster_replicas
     # Total cluster resources as Ray reports them ({"CPU": 2.0, "GPU": 1.0, ...}).
     cluster_resources: ClusterResources = _no_cluster_resources
     # Ray-side objects by name ("inspect.pipelines", "inspect.training"), built by the
@@ -76,6 +83,7 @@ def build_context(
     *,
     handles: Mapping[str, Any] | None = None,
     cluster_status: ClusterStatus | None = None,
+    cluster_replicas: ClusterReplicas | None = None,
     cluster_resources: ClusterResources | None = None,
     runtime: Mapping[str, Any] | None = None,
     metrics: Metrics | None = None,
@@ -94,6 +102,7 @@ def build_context(
         idempotency=make_idempotency_store(settings),
         handles=handles or {},
         cluster_status=cluster_status or _no_cluster_status,
+        cluster_replicas=cluster_replicas or _no_cluster_replicas,
         cluster_resources=cluster_resources or _no_cluster_resources,
         runtime=runtime or {},
         metrics=metrics,

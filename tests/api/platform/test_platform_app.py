@@ -59,6 +59,33 @@ async def test_health_ready_and_request_ids(client) -> None:  # type: ignore[no-
     assert bad.headers["X-Request-ID"] != "x" * 500
 
 
+async def test_health_shows_lost_replicas_and_why_a_deployment_waits(settings) -> None:  # type: ignore[no-untyped-def]
+    stuck = (
+        "Deployment 'ocr' has 1 replicas that have taken more than 30s to be scheduled. "
+        'Resources required for each replica: {"CPU": 0.2}, total resources available: {}.'
+    )
+
+    async def status() -> dict[str, str]:
+        return {"ingress": "HEALTHY", "ocr": "UPSCALING"}
+
+    async def replicas() -> dict[str, dict[str, object]]:
+        return {
+            "ingress": {"replicas": {"RUNNING": 2}},
+            "ocr": {"replicas": {"RUNNING": 1, "PENDING_ALLOCATION": 1}, "message": stuck},
+        }
+
+    ctx = build_context(settings, cluster_status=status, cluster_replicas=replicas)
+    transport = httpx.ASGITransport(app=create_app(ctx, [load_surface("cutout")]))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        body = (await c.get("/health")).json()
+    assert body["status"] == "degraded"
+    assert body["replicas"] == {
+        "ingress": {"RUNNING": 2},
+        "ocr": {"RUNNING": 1, "PENDING_ALLOCATION": 1},
+    }
+    assert body["messages"] == {"ocr": stuck}
+
+
 async def test_each_surface_has_its_own_openapi(client) -> None:  # type: ignore[no-untyped-def]
     for surface in map(load_surface, NAMES):
         r = await client.get(f"{surface.mount}/openapi.json")
