@@ -96,8 +96,14 @@ lint: setup ## ruff, mypy and the layer rules (import-linter contracts in pyproj
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: setup ## Benchmarks in bench/, each printing ratios against a baseline
-	for b in $$(ls bench/[a-z]*.py); do $(BIN)/python -m bench.$$(basename $$b .py) || exit 1; done
+bench: setup ## Benchmarks in bench/: ratios against a baseline, var/bench/results.json, a table
+	@# Each module starts its own fresh local Ray and records every figure it prints;
+	@# one that fails does not stop the others; the table comes last either way.
+	$(BIN)/python -m bench._report --reset
+	failed=; for b in $$(ls bench/[a-z]*.py); do m=$$(basename $$b .py); \
+		$(BIN)/python -m bench.$$m || failed="$$failed $$m"; done; \
+	$(BIN)/python -m bench._report; \
+	if [ -n "$$failed" ]; then echo "benchmarks that failed:$$failed"; exit 1; fi
 
 serve-build: setup ## Regenerate serve_config.yaml from the code and show the diff
 	$(BIN)/python -m cluster.serve_build

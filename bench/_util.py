@@ -1,11 +1,34 @@
-"""Shared by the benchmarks: timing, percentiles and a loopback port."""
+"""Shared by the benchmarks: timing, percentiles, a loopback port and the results file.
+
+Every figure a benchmark prints is also recorded with :func:`record` into
+``var/bench/results.json`` (one list of entries: name, value, unit, baseline, ratio,
+goal, pass, plus the bench module, the time and the 1-minute load average), so that
+runs can be compared; ``python -m bench._report`` prints them as one table. ``make
+bench`` starts a fresh file (:func:`reset`) and prints the table at the end.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import json
+import operator
+import os
 import socket
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path(os.environ.get("VISIONSERVE_BENCH_RESULTS", REPO / "var" / "bench" / "results.json"))
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+}
 
 
 def free_port() -> int:
@@ -29,3 +52,72 @@ def median_ms(fn: Callable[[], object], runs: int) -> float:
         fn()
         samples.append((time.perf_counter() - t) * 1000)
     return statistics.median(samples)
+
+
+def check(value: float, goal: str) -> bool:
+    """Whether ``value`` meets ``goal``, written as an operator and a number: ``">= 1.6"``."""
+    op, _, bound = goal.strip().partition(" ")
+    if op not in _OPS:
+        raise ValueError(f"goal {goal!r}: expected one of {sorted(_OPS)} then a number")
+    return _OPS[op](value, float(bound))
+
+
+def record(
+    name: str,
+    value: float,
+    unit: str,
+    *,
+    baseline: float | None = None,
+    goal: str | None = None,
+    goal_on: str = "ratio",
+) -> dict[str, Any]:
+    """Append one figure to the results file and return its entry.
+
+    Args:
+        name: What was measured, unique within the bench module ("u2netp batched").
+        value: Ours.
+        unit: Of ``value`` and ``baseline`` ("images/s", "ms").
+        baseline: The same measure of the baseline in the same run; gives ``ratio``.
+        goal: ``"<op> <number>"`` (``">= 1.6"``), checked on ``goal_on``.
+        goal_on: ``"ratio"`` (value / baseline) or ``"value"``.
+    """
+    ratio = value / baseline if baseline else None
+    checked = ratio if goal_on == "ratio" else value
+    passed = None if goal is None or checked is None else check(checked, goal)
+    entry = {
+        "bench": Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "?",
+        "name": name,
+        "value": round(float(value), 4),
+        "unit": unit,
+        "baseline": None if baseline is None else round(float(baseline), 4),
+        "ratio": None if ratio is None else round(ratio, 4),
+        "goal": None if goal is None else f"{goal_on} {goal}",
+        "pass": passed,
+        "load_1m": round(os.getloadavg()[0], 2),
+        "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    _update(lambda entries: [*entries, entry])
+    return entry
+
+
+def reset() -> None:
+    """Start a fresh results file (``make bench`` does, before the first module)."""
+    _update(lambda _: [])
+
+
+def load() -> list[dict[str, Any]]:
+    try:
+        return list(json.loads(RESULTS.read_text()))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+
+
+def _update(change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
+    """Read, change and write the file under a lock (modules may run side by side)."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with (RESULTS.parent / ".results.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        entries = change(load())
+        tmp = RESULTS.with_suffix(".tmp")
+        tmp.write_text(json.dumps(entries, indent=1) + "\n")
+        tmp.replace(RESULTS)

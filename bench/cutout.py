@@ -24,7 +24,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from bench._util import free_port, median_ms
+from bench._util import free_port, median_ms, record
 from tests.scenes import object_scene
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -158,6 +158,16 @@ def main() -> None:
     ours_mps, plain_mps = lanczos_bench()
 
     slowest = max(u2netp, u2net)
+    record("shotgun vs slowest single model", shotgun, "ms", baseline=slowest, goal="<= 1.25")
+    record("shotgun vs models one after another", shotgun, "ms", baseline=sequential)
+    record(
+        "u2netp 8 clients, batched vs unbatched",
+        rates["batched"],
+        "images/s",
+        baseline=rates["unbatched"],
+        goal=">= 1.0",
+    )
+    record("Lanczos x4 premultiplied vs Pillow", ours_mps, "MP/s", baseline=plain_mps)
     print("shotgun over u2netp + u2net, 320x240, median of", LATENCY_RUNS, "(ms)")
     print(f"  u2netp alone {u2netp:8.1f}   u2net alone {u2net:8.1f}")
     print(f"  shotgun      {shotgun:8.1f}   one after another {sequential:8.1f}")
@@ -181,6 +191,7 @@ def main() -> None:
             worst = max(worst, growth)
             print(f"  {name:<32}{before[name]:8.0f}{after[name]:8.0f}  {growth:+5.1f}%")
     print(f"  worst growth {worst:+.1f}% (goal < 10%)")
+    record("replica RSS worst growth", worst, "%", goal="< 10", goal_on="value")
 
 
 if __name__ == "__main__":

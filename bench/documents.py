@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from bench._util import free_port
+from bench._util import free_port, record
 from tests.documents_fixtures import report_pdf, scanned_png
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -116,6 +116,14 @@ def main() -> None:
         ray.shutdown()
 
     ours_pps, base_pps = DIGITAL_PAGES / ours_digital, DIGITAL_PAGES / baseline_digital
+    record("digital PDF vs pymupdf4llm", ours_pps, "pages/s", baseline=base_pps, goal=">= 1.0")
+    record(
+        "scanned page vs tesseract CLI",
+        ours_scanned,
+        "s/page",
+        baseline=baseline_scanned,
+        goal="<= 1.3",
+    )
     print(f"digital PDF, {DIGITAL_PAGES} pages (pages/s)")
     print(f"  VisionServe graph (layout + segments + chunks) {ours_pps:8.2f}")
     print(f"  pymupdf4llm.to_markdown                        {base_pps:8.2f}")

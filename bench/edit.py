@@ -24,7 +24,7 @@ from pathlib import Path
 import skimage.data
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from bench._util import median_ms
+from bench._util import median_ms, record
 from tests.edit_prompts import PROMPTS
 from visionserve.models.edit import LocalModelOps, Planner, Step, run_plan
 from visionserve.models.edit.engines import LocalEngines
@@ -129,9 +129,11 @@ def main() -> None:
             f"  {name:<13} exact plans {acc[f'{name} accuracy']:.3f}"
             f"   {acc[f'{name} ms/prompt']:.1f} ms/prompt"
         )
+        record(f"planner {name} exact plans", acc[f"{name} accuracy"], "share")
     print(f"single image {SIZE[0]}x{SIZE[1]}, median ms (ours vs plain-Pillow baseline)")
     for name, (ours, base) in operation_latency().items():
         print(f"  {name:<11} {ours:9.1f}  baseline {base:8.1f}  ratio {ours / base:7.1f}")
+        record(f"{name} 1024x768 vs plain Pillow", ours, "ms", baseline=base)
     if importlib.util.find_spec("bench._edit_batch") is not None:
         from bench._edit_batch import batch_throughput
 
@@ -149,6 +151,13 @@ def main() -> None:
             f"({figures['ray_data_images_per_s']} img/s)"
         )
         print(f"  speedup {figures['speedup']:.2f} (goal >= {figures['goal']})")
+        record(
+            "batch steady rate, Ray Data vs sequential loop",
+            figures["steady_ray_data_images_per_s"],
+            "images/s",
+            baseline=figures["steady_sequential_images_per_s"],
+            goal=f">= {figures['goal']}",
+        )
     else:
         print("batch throughput: bench/_edit_batch.py not present")
 

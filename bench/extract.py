@@ -22,6 +22,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from bench._util import record
 from tests.extract_fixtures import (
     FAMILIES,
     HELD_OUT_FAMILIES,
@@ -180,6 +181,10 @@ def report(name: str, stats: Stats, *, verbose: bool) -> None:
         ocr = statistics.median(stats.ocr_seconds)
         line += f"  OCR alone {ocr:4.2f}, ratio {sec / ocr:4.2f}x"
     print(line, flush=True)
+    record(f"{name} field accuracy", stats.accuracy, "share")
+    record(f"{name} line-item F1", stats.f1, "F1")
+    if stats.ocr_seconds:
+        record(f"{name} s/page vs OCR alone", sec, "s/page", baseline=ocr)
     if verbose:
         print(
             "  per field: "

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 import visionserve.models.anomaly  # noqa: F401 (arms the torchvision shim first)
+from bench._util import record
 from tests.textures import make_dataset
 
 NORMAL, ANOMALOUS, SIZE = 40, 18, 128  # 32 train, 8 + 18 held out
@@ -198,7 +199,42 @@ def main() -> None:
     print(f"    one request at a time      {served['sequential']:8.1f}")
     print(f"    8 in flight                {served['concurrent']:8.1f}")
     print(f"    8 in flight / TorchInferencer = {served['concurrent'] / ips['torch']:.2f}")
+    record(
+        "PatchCore pixel AUROC, pretrained vs random",
+        float(pm["pixel_auroc"]),
+        "AUROC",
+        baseline=float(rm["pixel_auroc"]),
+        goal=f">= {GOAL_PIXEL_AUROC}",
+        goal_on="value",
+    )
+    record(
+        "AnomalyModel (OpenVINO) vs TorchInferencer",
+        ips["openvino"],
+        "images/s",
+        baseline=ips["torch"],
+    )
+    record(
+        "anomaly deployment 8 in flight vs TorchInferencer",
+        served["concurrent"],
+        "images/s",
+        baseline=ips["torch"],
+        goal=">= 2.5",
+    )
+    record(
+        "anomaly deployment 8 in flight vs bare OpenVINO",
+        served["concurrent"],
+        "images/s",
+        baseline=ips["openvino"],
+        goal=">= 0.8",
+    )
+    record(
+        "anomaly deployment 8 in flight vs one at a time",
+        served["concurrent"],
+        "images/s",
+        baseline=served["sequential"],
+    )
     per100 = 100 / n_train
+    record("PatchCore 128px fit per 100 images", pre_t["fit"] * per100, "s")
     print("training seconds per 100 training images (fit: features + memory bank)")
     print(f"  PatchCore 128px, pretrained lite0   {pre_t['fit'] * per100:7.1f}")
     print(f"  PatchCore 128px, random weights     {rnd_t['fit'] * per100:7.1f}")

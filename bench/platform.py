@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from bench._util import free_port, summary
+from bench._util import free_port, record, summary
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -152,6 +152,19 @@ def main() -> None:
         f"{served['p99'] / plain['p99']:>10.2f}"
     )
     print(f"jobs accepted (POST -> 202, SQLite, {CONCURRENCY} clients): {jobs_per_s:.0f}/s")
+    record("no-op median, Serve vs uvicorn", served["median"], "ms", baseline=plain["median"])
+    record("no-op p99, Serve vs uvicorn", served["p99"], "ms", baseline=plain["p99"])
+    record(
+        "no-op median added by Serve",
+        served["median"] - plain["median"],
+        "ms",
+        goal="<= 3",
+        goal_on="value",
+    )
+    record(
+        "no-op p99 added by Serve", served["p99"] - plain["p99"], "ms", goal="<= 5", goal_on="value"
+    )
+    record("jobs accepted, SQLite", jobs_per_s, "jobs/s", goal=">= 250", goal_on="value")
 
 
 if __name__ == "__main__":
