@@ -177,7 +177,12 @@ def run(
         concurrency=concurrency,
         num_cpus=num_cpus,
     )
-    return results.take_all()
+    rows: list[dict[str, Any]] = []
+    # Streamed as documents finish: the job's log shows one progress line per document.
+    for row in results.iter_rows():
+        rows.append(dict(row))
+        log.info("%d/%d documents: %s %s", len(rows), len(uris), row["status"], row["uri"])
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

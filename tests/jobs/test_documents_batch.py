@@ -15,7 +15,8 @@ from visionserve.settings import get_settings
 pytestmark = [pytest.mark.ray, pytest.mark.services, pytest.mark.slow]
 
 
-def test_every_pdf_under_a_prefix_becomes_one_json(ray_session, s3_server) -> None:  # type: ignore[no-untyped-def]
+def test_every_pdf_under_a_prefix_becomes_one_json(ray_session, s3_server, caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level("INFO", logger="jobs.documents_batch")
     client = boto3.client(
         "s3",
         endpoint_url=s3_server.endpoint_url,
@@ -40,6 +41,14 @@ def test_every_pdf_under_a_prefix_becomes_one_json(ray_session, s3_server) -> No
         num_cpus=0.25,
     )
 
+    # One progress line per document, as each finishes.
+    progress = [r.getMessage() for r in caplog.records if " documents: " in r.getMessage()]
+    assert [line.split(":")[0] for line in progress] == [
+        "1/3 documents",
+        "2/3 documents",
+        "3/3 documents",
+    ]
+    assert any("Failed s3://docs/in/broken.pdf" in line for line in progress)
     assert sorted((r["uri"], r["status"]) for r in rows) == [
         ("s3://docs/in/a.pdf", "Succeeded"),
         ("s3://docs/in/broken.pdf", "Failed"),
