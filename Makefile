@@ -80,6 +80,9 @@ stop: ## Stop the local Ray started by `make run` (nothing to do when none runs)
 
 test: setup adk-venv ## Run the test suite (starts its own local Ray and loopback servers)
 	$(BIN)/pytest
+	@# Then, alone on the machine, VisionServe on a two-node Ray cluster (tests/cluster).
+	$(BIN)/pytest -m multinode --durations=5 tests/cluster
+	@echo "multi-node timings (s):" && cat var/reports/multinode.json
 
 # The watsonx Orchestrate ADK pins its own dependency tree: its own venv, used by
 # tests/api/edit/test_watsonx_tools.py to import docs/watsonx/ as Orchestrate does.
