@@ -85,6 +85,9 @@ def ray_session() -> Iterator[None]:
         # clusters run on this machine), reported every second, Ray's floor, instead of
         # every 10 s: a metric reaches the endpoint about 1.3 s after it is recorded.
         _metrics_export_port=_free_port(),
+        # What the Serve app reserves (about 10.5 GiB), whatever other processes hold
+        # when the session starts: Ray would size the node from the memory free then.
+        _memory=14 * 1024**3,
         _system_config={"metrics_report_interval_ms": 1000},
     )
     yield

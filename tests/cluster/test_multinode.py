@@ -17,6 +17,7 @@ import base64
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -138,6 +139,7 @@ def cluster(tmp_path_factory, s3_server, postgres_url) -> Iterator[dict[str, Any
     finally:
         report()
         local.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def report() -> None:

@@ -259,7 +259,10 @@ class Worker:
                 log.warning(
                     "job %s (%s): %s; queued again", claimed.id, claimed.kind, failure.message
                 )
-                await asyncio.to_thread(self.queue.retry, claimed.id, self.worker_id, failure)
+                if await asyncio.to_thread(self.queue.retry, claimed.id, self.worker_id, failure):
+                    self.app.metrics.inc(
+                        JOB_TRANSITIONS, {"kind": claimed.kind, "state": "retried"}
+                    )
             else:
                 log.info("job %s (%s) failed: %s", claimed.id, claimed.kind, failure.code)
                 await asyncio.to_thread(self.queue.fail, claimed.id, self.worker_id, failure)
