@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 # Ray's default GCS port is Redis's (6379): keep them apart.
 RAY_GCS_PORT ?= 6390
 RAY_GCS := 127.0.0.1:$(RAY_GCS_PORT)
+# Logical CPUs of the local Ray (README: CPU reservations and autoscaling on one machine).
+RAY_NUM_CPUS ?= $(shell nproc 2>/dev/null || echo 2)
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
 export RAY_USAGE_STATS_ENABLED ?= 0
 export RAY_DASHBOARD_HOST ?= 127.0.0.1
@@ -71,7 +73,7 @@ run: setup ## Start a local Ray with the dashboard and serve serve_config.yaml (
 	fi
 	$(BIN)/ray status --address $(RAY_GCS) >/dev/null 2>&1 || $(BIN)/ray start --head \
 		--port $(RAY_GCS_PORT) --node-ip-address 127.0.0.1 --dashboard-host 127.0.0.1 \
-		--include-dashboard true --disable-usage-stats
+		--include-dashboard true --disable-usage-stats --num-cpus $(RAY_NUM_CPUS)
 	@echo "Ray dashboard: http://127.0.0.1:8265   API: http://127.0.0.1:8000 (docs at /<surface>/docs)"
 	RAY_ADDRESS=$(RAY_GCS) $(BIN)/serve run serve_config.yaml
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import operator
 import os
 import socket
@@ -81,13 +82,15 @@ def record(
         goal: ``"<op> <number>"`` (``">= 1.6"``), checked on ``goal_on``.
         goal_on: ``"ratio"`` (value / baseline) or ``"value"``.
     """
-    ratio = value / baseline if baseline else None
+    if math.isnan(value):
+        value = None  # type: ignore[assignment]  # not measured (e.g. no scale-out)
+    ratio = value / baseline if baseline and value is not None else None
     checked = ratio if goal_on == "ratio" else value
     passed = None if goal is None or checked is None else check(checked, goal)
     entry = {
         "bench": Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "?",
         "name": name,
-        "value": round(float(value), 4),
+        "value": None if value is None else round(float(value), 4),
         "unit": unit,
         "baseline": None if baseline is None else round(float(baseline), 4),
         "ratio": None if ratio is None else round(ratio, 4),

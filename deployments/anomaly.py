@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from deployments.common import HEALTH, autoscaling
+from deployments.common import HEALTH, autoscaling, model_cpus
 from deployments.metrics import measured
 from visionserve.errors import Conflict, NotFound
 from visionserve.platform.logging import configure_logging
@@ -33,7 +33,7 @@ MODELS_PER_REPLICA = 8
 
 @serve.deployment(
     name="anomaly",
-    ray_actor_options={"num_cpus": 0.1},
+    ray_actor_options={"num_cpus": model_cpus()},
     autoscaling_config=autoscaling(4),
     max_ongoing_requests=16,
     max_queued_requests=64,

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 from ray import serve
 
-from deployments.common import HEALTH, GiB, autoscaling
+from deployments.common import HEALTH, GiB, autoscaling, model_cpus
 from deployments.metrics import measured
 from visionserve.errors import Unprocessable, public_failure
 from visionserve.models.bg_removal import BackgroundRemover
@@ -36,7 +36,7 @@ def finish(cutout: Image.Image, output_format: str | None, cost_usd: float = 0.0
 @serve.deployment(
     # Measured at rest: u2net 1.05 GB, u2netp 0.66 GB; a 12 MP image adds about 0.4 GB.
     # One value for every model bound from this class: the larger default model's.
-    ray_actor_options={"num_cpus": 0.3, "memory": 7 * GiB // 4},
+    ray_actor_options={"num_cpus": model_cpus(), "memory": 7 * GiB // 4},
     autoscaling_config=autoscaling(4),
     # @serve.batch never batches beyond max_ongoing_requests: keep it above the batch size.
     max_ongoing_requests=16,

@@ -13,14 +13,38 @@ GiB = 1024**3
 
 HEALTH = {"health_check_period_s": 10, "health_check_timeout_s": 30}
 
+# CPU reservations (``ray_actor_options.num_cpus``): what Ray packs replicas by. On one
+# machine every deployment's minimum replica shares the same cores and most sit idle,
+# so a reservation is a share, not a core held. A deployment that only awaits others
+# (ingress, graphs, job worker) reserves IO_CPUS: its requests cost it milliseconds. A
+# model replica reserves MODEL_CPUS_PER_THREAD per inference thread (``threads`` in its
+# user_config; raise num_cpus with it). With these the minimum replicas of the whole
+# app take about 1.5 of 2 CPUs, leaving room for busy models to add replicas
+# (tests/unit/cli/test_serve_config.py checks the sum). A cluster gives each model
+# replica a core (cluster/profiles.py); `make run` takes RAY_NUM_CPUS logical CPUs.
+IO_CPUS = 0.01
+MODEL_CPUS_PER_THREAD = 0.15
+
+
+def model_cpus(threads: int = 1) -> float:
+    """The CPU reservation of a model replica running ``threads`` inference threads."""
+    return round(MODEL_CPUS_PER_THREAD * threads, 2)
+
 
 def autoscaling(target_ongoing_requests: float, max_replicas: int = 2) -> dict[str, Any]:
-    """One replica at start, scaling up to ``max_replicas`` on ongoing requests."""
+    """One replica at start, scaling up to ``max_replicas`` on ongoing requests.
+
+    Serve waits 30 s of sustained load before adding a replica and 10 min of quiet
+    before removing one; on one machine an idle extra replica holds a model's memory,
+    so it goes after a minute, and load is answered after 15 s.
+    """
     return {
         "min_replicas": 1,
         "initial_replicas": 1,
         "max_replicas": max_replicas,
         "target_ongoing_requests": target_ongoing_requests,
+        "upscale_delay_s": 15.0,
+        "downscale_delay_s": 60.0,
     }
 
 

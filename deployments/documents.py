@@ -9,7 +9,7 @@ from typing import Any
 
 from ray import serve
 
-from deployments.common import HEALTH, GiB, autoscaling
+from deployments.common import HEALTH, GiB, autoscaling, model_cpus
 from deployments.metrics import measured
 from visionserve.models.documents.config import Configuration
 from visionserve.models.documents.pipeline import chunk_stage, render_stage, segment_stage
@@ -29,7 +29,7 @@ log = logging.getLogger("ray.serve")
     name="doc-pages",
     # 0.2 GB at rest; a page renders to 32 MP at most (source.DEFAULT_MAX_RENDER_PIXELS:
     # 96 MB of RGB, twice while it is copied out of MuPDF), a few pages at a time.
-    ray_actor_options={"num_cpus": 0.1, "memory": 1 * GiB},
+    ray_actor_options={"num_cpus": model_cpus(), "memory": 1 * GiB},
     autoscaling_config=autoscaling(8),
     max_ongoing_requests=32,
     max_queued_requests=512,
@@ -95,7 +95,7 @@ class DocumentPages:
 @serve.deployment(
     name="ocr",
     # 0.2 GB at rest; up to four pages in flight.
-    ray_actor_options={"num_cpus": 0.2, "memory": 3 * GiB // 4},
+    ray_actor_options={"num_cpus": model_cpus(), "memory": 3 * GiB // 4},
     autoscaling_config=autoscaling(2),
     max_ongoing_requests=4,
     max_queued_requests=512,
@@ -141,7 +141,7 @@ class Ocr:
 @serve.deployment(
     name="layout",
     # 0.37 GB at rest (the CDLA model); pages are resized to the model's input.
-    ray_actor_options={"num_cpus": 0.2, "memory": 3 * GiB // 4},
+    ray_actor_options={"num_cpus": model_cpus(), "memory": 3 * GiB // 4},
     autoscaling_config=autoscaling(2),
     max_ongoing_requests=4,
     max_queued_requests=512,
@@ -174,7 +174,7 @@ class Layout:
 
 @serve.deployment(
     name="chunking",
-    ray_actor_options={"num_cpus": 0.1},
+    ray_actor_options={"num_cpus": model_cpus()},
     autoscaling_config=autoscaling(2),
     max_ongoing_requests=4,
     max_queued_requests=128,

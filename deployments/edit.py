@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from ray import serve
 
-from deployments.common import HEALTH, GiB, autoscaling
+from deployments.common import HEALTH, GiB, autoscaling, model_cpus
 from deployments.metrics import measured
 from visionserve.models.cutout import Cutout
 from visionserve.models.edit import LlmPlanner, Plan, Planner
@@ -57,7 +57,7 @@ class HandleModelOps:
     # MiniLM (~90 MB) at start; the style and face ONNX models and OCR on first use.
     # Its pure operations run in threads here; the CPU reservation is a share of the
     # one-machine cluster, where the Serve replicas together reserve under 2 CPUs.
-    ray_actor_options={"num_cpus": 0.1, "memory": 3 * GiB // 2},
+    ray_actor_options={"num_cpus": model_cpus(), "memory": 3 * GiB // 2},
     autoscaling_config=autoscaling(4),
     max_ongoing_requests=8,
     max_queued_requests=64,

@@ -8,7 +8,7 @@ from typing import Any
 
 from ray import serve
 
-from deployments.common import HEALTH, GiB, autoscaling
+from deployments.common import HEALTH, GiB, autoscaling, model_cpus
 from deployments.metrics import measured
 from visionserve.platform.logging import configure_logging
 from visionserve.settings import settings_from
@@ -22,7 +22,7 @@ log = logging.getLogger("ray.serve")
     # MiniLM (90 MB) and the local engine at rest, about 0.6 GB; pages in flight are
     # rendered at 150 dpi (a few MB each), a few at a time. A small CPU reservation, like
     # ocr and layout: every deployment of the app must fit a two-core machine.
-    ray_actor_options={"num_cpus": 0.1, "memory": 3 * GiB // 2},
+    ray_actor_options={"num_cpus": model_cpus(), "memory": 3 * GiB // 2},
     autoscaling_config=autoscaling(2),
     max_ongoing_requests=4,
     max_queued_requests=256,

@@ -11,6 +11,7 @@ from ray.serve.config import BackpressureConfig
 
 from deployments.common import (
     HEALTH,
+    IO_CPUS,
     autoscaling,
     builder_runtime,
     ray_cluster_resources,
@@ -41,7 +42,7 @@ def _import(path: str) -> Surface:
     name="ingress",
     # I/O-bound (HTTP, the database, awaiting handles): it reserves next to nothing, so the
     # model replicas and a training have the cores.
-    ray_actor_options={"num_cpus": 0.05},
+    ray_actor_options={"num_cpus": IO_CPUS},
     autoscaling_config=autoscaling(32),
     max_ongoing_requests=128,
     max_queued_requests=256,

@@ -12,6 +12,7 @@ from ray import serve
 from deployments.anomaly_training import RayTrainingLauncher
 from deployments.common import (
     HEALTH,
+    IO_CPUS,
     autoscaling,
     builder_runtime,
     ray_cluster_resources,
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 @serve.deployment(
     name="job-worker",
     # I/O-bound: claims rows and awaits handles and Ray tasks; the work runs elsewhere.
-    ray_actor_options={"num_cpus": 0.05},
+    ray_actor_options={"num_cpus": IO_CPUS},
     autoscaling_config=autoscaling(2),
     max_ongoing_requests=8,
     max_queued_requests=32,

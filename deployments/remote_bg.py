@@ -15,7 +15,7 @@ from PIL import Image
 from ray import serve
 
 from deployments.bg_removal import BG_FAILED, finish
-from deployments.common import HEALTH, autoscaling
+from deployments.common import HEALTH, IO_CPUS, autoscaling
 from deployments.metrics import measured
 from visionserve.errors import Unprocessable, public_failure
 from visionserve.models.cutout import Cutout
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 @serve.deployment(
-    ray_actor_options={"num_cpus": 0.05},
+    ray_actor_options={"num_cpus": IO_CPUS},
     autoscaling_config=autoscaling(16),
     max_ongoing_requests=32,
     max_queued_requests=64,

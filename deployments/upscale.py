@@ -17,7 +17,7 @@ from PIL import Image
 from ray import serve
 
 from deployments.bg_removal import finish
-from deployments.common import HEALTH, GiB, autoscaling
+from deployments.common import HEALTH, GiB, autoscaling, model_cpus
 from deployments.metrics import measured
 from visionserve.errors import Unprocessable, VisionServeError, public_failure
 from visionserve.models.cutout import Cutout
@@ -43,7 +43,7 @@ UPSCALE_FAILED = "upscale_failed"
     # Measured: 0.37 GB at rest (both waifu2x models loaded); a request at
     # limits.max_output_pixels adds up to about 0.8 GB (waifu2x-cunet x4 with alpha) and
     # its PNG, and the pixel budget lets only one such request run at a time.
-    ray_actor_options={"num_cpus": 0.1, "memory": 3 * GiB // 2},
+    ray_actor_options={"num_cpus": model_cpus(), "memory": 3 * GiB // 2},
     autoscaling_config=autoscaling(4),
     max_ongoing_requests=16,
     max_queued_requests=64,

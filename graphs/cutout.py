@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from deployments.common import HEALTH, autoscaling
+from deployments.common import HEALTH, IO_CPUS, autoscaling
 from visionserve.errors import public_failure
 from visionserve.models.cutout import Cutout
 
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 @serve.deployment(
     name="cutout-graph",
-    ray_actor_options={"num_cpus": 0.05},
+    ray_actor_options={"num_cpus": IO_CPUS},
     autoscaling_config=autoscaling(16),
     max_ongoing_requests=64,
     max_queued_requests=128,

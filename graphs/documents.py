@@ -12,7 +12,7 @@ from typing import Any
 
 from ray import serve
 
-from deployments.common import HEALTH, autoscaling
+from deployments.common import HEALTH, IO_CPUS, autoscaling
 from visionserve.errors import BadRequest, Unprocessable, remote_message, replica_gone
 from visionserve.models.documents.config import Configuration, validated
 from visionserve.models.documents.pipeline import to_output
@@ -26,7 +26,7 @@ PAGE_TRIES = 4
 
 @serve.deployment(
     name="documents-graph",
-    ray_actor_options={"num_cpus": 0.05},
+    ray_actor_options={"num_cpus": IO_CPUS},
     autoscaling_config=autoscaling(4),
     max_ongoing_requests=16,
     max_queued_requests=64,

@@ -9,13 +9,13 @@ from typing import Any
 
 from ray import serve
 
-from deployments.common import HEALTH, autoscaling
+from deployments.common import HEALTH, IO_CPUS, autoscaling
 from visionserve.models.documents.types import Page
 
 
 @serve.deployment(
     name="extract-graph",
-    ray_actor_options={"num_cpus": 0.05},
+    ray_actor_options={"num_cpus": IO_CPUS},
     autoscaling_config=autoscaling(4),
     max_ongoing_requests=16,
     max_queued_requests=64,

@@ -17,6 +17,7 @@ from visionserve.api.surface import Surface, build_surface_app
 from visionserve.console import PAGES, STATIC_DIR
 from visionserve.errors import Forbidden, NotFound, VisionServeError
 from visionserve.platform.context import AppContext
+from visionserve.platform.scaling import scaling
 from visionserve.store.blobs import LocalBlobStore
 from visionserve.store.db import ping as ping_database
 
@@ -66,11 +67,14 @@ def create_app(
 
         ``replicas`` counts each deployment's replicas by state (a lost node shows as
         fewer RUNNING, then STARTING ones elsewhere); ``messages`` says why a deployment
-        is not healthy, e.g. that a new replica waits for resources no node has.
+        is not healthy, e.g. that a new replica waits for resources no node has;
+        ``scaling`` tells a healthy resize (``up``, ``down``) from one that is ``stuck``
+        waiting for resources (or ``slow`` to start), with the reason.
         """
         deployments = await ctx.cluster_status()
         replicas = await ctx.cluster_replicas()
         degraded = any(state != "HEALTHY" for state in deployments.values())
+        resizing = {name: scaling(deployments.get(name, ""), r) for name, r in replicas.items()}
         return {
             "status": "degraded" if degraded else "ok",
             "version": __version__,
@@ -78,6 +82,7 @@ def create_app(
             "deployments": deployments,
             "replicas": {name: r["replicas"] for name, r in replicas.items()},
             "messages": {name: r["message"] for name, r in replicas.items() if "message" in r},
+            "scaling": {name: s for name, s in resizing.items() if s},
         }
 
     @app.get("/ready", tags=["platform"])

@@ -84,6 +84,50 @@ async def test_health_shows_lost_replicas_and_why_a_deployment_waits(settings) -
         "ocr": {"RUNNING": 1, "PENDING_ALLOCATION": 1},
     }
     assert body["messages"] == {"ocr": stuck}
+    assert body["scaling"] == {
+        "ocr": {
+            "state": "stuck",
+            "reason": '1 replica(s) waiting for resources: each needs {"CPU": 0.2}, free {}',
+        }
+    }
+
+
+async def test_health_tells_a_healthy_upscale_from_a_stuck_one(settings) -> None:  # type: ignore[no-untyped-def]
+    slow = "Deployment 'edit' has 1 replicas that have taken more than 30s to initialize."
+    status = {
+        "ingress": "HEALTHY",
+        "bg-u2netp": "UPSCALING",
+        "upscale": "DOWNSCALING",
+        "edit": "UPSCALING",
+    }
+    replicas = {
+        "ingress": {"replicas": {"RUNNING": 1}},
+        "bg-u2netp": {"replicas": {"RUNNING": 1, "STARTING": 1}},  # placed, loading
+        "upscale": {"replicas": {"RUNNING": 1, "STOPPING": 1}},
+        "edit": {"replicas": {"RUNNING": 1, "STARTING": 1}, "message": slow},
+    }
+
+    async def cluster_status() -> dict[str, str]:
+        return status
+
+    async def cluster_replicas() -> dict[str, dict[str, object]]:
+        return replicas  # type: ignore[return-value]
+
+    ctx = build_context(settings, cluster_status=cluster_status, cluster_replicas=cluster_replicas)
+    transport = httpx.ASGITransport(app=create_app(ctx, [load_surface("cutout")]))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        body = (await c.get("/health")).json()
+    assert body["scaling"] == {
+        "bg-u2netp": {"state": "up", "reason": "1 replica(s) starting"},
+        "upscale": {"state": "down", "reason": "stopping replicas above the target"},
+        "edit": {"state": "slow", "reason": "1 replica(s) slow to initialize"},
+    }
+    # Once the new replica runs, Serve says HEALTHY again and nothing is resizing.
+    status["bg-u2netp"] = "HEALTHY"
+    replicas["bg-u2netp"] = {"replicas": {"RUNNING": 2}}
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        body = (await c.get("/health")).json()
+    assert "bg-u2netp" not in body["scaling"]
 
 
 async def test_each_surface_has_its_own_openapi(client) -> None:  # type: ignore[no-untyped-def]

@@ -49,11 +49,23 @@ def test_gpu_profile_puts_the_onnx_models_on_gpus() -> None:
 
 def test_every_deployment_declares_resources_and_limits() -> None:
     (app,) = yaml.safe_load(CONFIG.read_text())["applications"]
-    total_min_cpus = 0.0
+    total_min_cpus = largest = 0.0
     for d in app["deployments"]:
         assert d["ray_actor_options"]["num_cpus"] > 0, d["name"]
         assert d["max_queued_requests"] > 0, d["name"]
         scaling = d["autoscaling_config"]
         assert 1 <= scaling["min_replicas"] <= scaling["max_replicas"], d["name"]
         total_min_cpus += d["ray_actor_options"]["num_cpus"] * scaling["min_replicas"]
-    assert total_min_cpus <= 2.0  # the whole cluster starts on a 2-core machine
+        largest = max(largest, d["ray_actor_options"]["num_cpus"])
+    # The whole cluster starts on a 2-core machine, and autoscaling can happen there:
+    # two more replicas of the largest reservation still fit (a busy bg-u2netp scaling
+    # out while another model does; bench/autoscale.py measures the first).
+    assert total_min_cpus + 2 * largest <= 2.0, total_min_cpus
+
+
+def test_io_bound_deployments_reserve_next_to_nothing() -> None:
+    (app,) = yaml.safe_load(CONFIG.read_text())["applications"]
+    cpus = {d["name"]: d["ray_actor_options"]["num_cpus"] for d in app["deployments"]}
+    for name in ("ingress", "job-worker", "cutout-graph", "documents-graph", "extract-graph"):
+        assert cpus[name] <= 0.01, name  # they await other deployments
+    assert cpus["bg-u2netp"] == cpus["layout"] == 0.15  # one inference thread each
