@@ -53,18 +53,22 @@ def router(ctx: AppContext) -> APIRouter:
     async def submit(body: SubmitBody, app_ctx: Ctx, who: CurrentPrincipal) -> dict[str, str]:
         if body.webhook_url:
             await asyncio.to_thread(app_ctx.egress.check, body.webhook_url)
-        with session_scope(app_ctx.settings.database_url) as s:
-            job = enqueue(
-                s,
-                surface="sample",
-                kind="sample.sleep",
-                payload=body.model_dump(exclude={"webhook_url", "webhook_secret"}),
-                settings=app_ctx.settings.jobs,
-                owner_key_id=who.key.id if who.key else None,
-                webhook_url=body.webhook_url,
-                webhook_secret=body.webhook_secret,
-            )
-        return {"job_id": job.id, "status": job.status}
+
+        def commit() -> dict[str, str]:  # off the event loop, as the surfaces' services run
+            with session_scope(app_ctx.settings.database_url) as s:
+                job = enqueue(
+                    s,
+                    surface="sample",
+                    kind="sample.sleep",
+                    payload=body.model_dump(exclude={"webhook_url", "webhook_secret"}),
+                    settings=app_ctx.settings.jobs,
+                    owner_key_id=who.key.id if who.key else None,
+                    webhook_url=body.webhook_url,
+                    webhook_secret=body.webhook_secret,
+                )
+                return {"job_id": job.id, "status": job.status}
+
+        return await asyncio.to_thread(commit)
 
     @r.get("/jobs/{job_id}")
     async def status(job_id: str, app_ctx: Ctx) -> dict[str, Any]:

@@ -206,6 +206,9 @@ async def _authenticate(request: Request, ctx: AppContext, *, required: bool) ->
         if not required:  # e.g. a reverse proxy's Basic auth in front of a keyless surface
             return None
         raise Unauthorized("Malformed Authorization header: expected 'Bearer <key>'")
+    hit = ctx.keys.cached(token)  # a busy client's key: no thread hop, no database
+    if hit is not None:
+        return hit
     try:
         return await asyncio.to_thread(ctx.keys.authenticate, token)
     except Unauthorized:

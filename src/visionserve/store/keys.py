@@ -3,6 +3,10 @@
 A key reads ``vs_<id>_<secret>``: the id is stored in clear (it names the key in
 logs and listings), the secret only as SHA-256 (it is 256 random bits, so a slow
 password hash buys nothing).
+
+A key that authenticated is remembered for ``cache_s`` (5 s) so that a busy client
+costs no database round trip per request; revoking it through the same store takes
+effect at once, through another process (the CLI, another replica) within ``cache_s``.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -40,8 +46,12 @@ def _info(row: ApiKey) -> KeyInfo:
 
 
 class KeyStore:
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, cache_s: float = 5.0) -> None:
         self.database_url = database_url
+        self.cache_s = cache_s
+        # SHA-256 of the whole token -> (expiry on the monotonic clock, the key).
+        self._cache: dict[str, tuple[float, KeyInfo]] = {}
+        self._lock = threading.Lock()
 
     def create(self, name: str, rate_limit_per_minute: int | None = None) -> tuple[str, KeyInfo]:
         """Make a key; the full token is returned once and never stored."""
@@ -68,16 +78,35 @@ class KeyStore:
             if row is None:
                 raise NotFound(f"API key {key_id} not found")
             row.revoked_at = row.revoked_at or utcnow()
-            return _info(row)
+        with self._lock:
+            self._cache = {h: v for h, v in self._cache.items() if v[1].id != key_id}
+        return _info(row)
+
+    def cached(self, token: str) -> KeyInfo | None:
+        """The key of a token that authenticated less than ``cache_s`` ago (no I/O)."""
+        hit = self._cache.get(_hash(token))
+        return hit[1] if hit and hit[0] > time.monotonic() else None
 
     def authenticate(self, token: str) -> KeyInfo:
         """The key a bearer token names, or :class:`Unauthorized`."""
         parts = token.split("_", 2)
         if len(parts) != 3 or parts[0] != PREFIX:
             raise Unauthorized("Invalid API key")
+        hit = self.cached(token)
+        if hit is not None:
+            return hit
+        info = self._lookup(parts[1], parts[2])
+        digest, now = _hash(token), time.monotonic()
+        with self._lock:
+            if len(self._cache) > 10_000:  # bound it: drop what expired
+                self._cache = {h: v for h, v in self._cache.items() if v[0] > now}
+            self._cache[digest] = (now + self.cache_s, info)
+        return info
+
+    def _lookup(self, key_id: str, secret: str) -> KeyInfo:
         with session_scope(self.database_url) as s:
-            row = s.get(ApiKey, parts[1])
-            if row is None or not hmac.compare_digest(row.secret_hash, _hash(parts[2])):
+            row = s.get(ApiKey, key_id)
+            if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
                 raise Unauthorized("Invalid API key")
             if row.revoked_at is not None:
                 raise Unauthorized("API key has been revoked")
