@@ -212,6 +212,22 @@ def replica_gone(exc: BaseException) -> bool:
     return any(k.__name__ in _REPLICA_GONE for k in type(remote_cause(exc)).__mro__)
 
 
+def cluster_failure(exc: BaseException) -> bool:
+    """Whether the cluster failed, not the work: a replica or node lost, or Serve at capacity.
+
+    Follows what ``exc`` was raised from, since callers wrap handle errors in their own.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        cause = remote_cause(current)
+        if type(cause).__name__ in _AT_CAPACITY or replica_gone(cause):
+            return True
+        current = current.__cause__
+    return False
+
+
 def public_failure(
     exc: BaseException, *, ref: str | None = None, logger: logging.Logger | None = None
 ) -> PublicFailure:

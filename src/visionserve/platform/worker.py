@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from visionserve.errors import JobCancelled, PublicFailure, public_failure
+from visionserve.errors import JobCancelled, cluster_failure, public_failure
 from visionserve.platform.metrics import JOB_PROGRESS, JOB_TRANSITIONS
 from visionserve.store.queue import Claimed
 from visionserve.store.records import Job
@@ -130,13 +130,14 @@ class JobContext:
             f" [{details}]" if details else "",
         )
 
-    def will_retry(self, failure: PublicFailure) -> bool:
-        """Whether the worker queues this job again after ``failure`` instead of failing it.
+    def will_retry(self, exc: BaseException) -> bool:
+        """Whether the worker queues this job again after ``exc`` instead of failing it.
 
         Only a failure of the cluster (a replica or node lost, Serve at capacity) is
-        retried, while attempts are left; a handler keeps its records unfinished then.
+        retried, while attempts are left; a handler keeps its records and inputs as
+        they are then, for the next attempt.
         """
-        return failure.category == "unavailable" and self.attempt < self.max_attempts
+        return cluster_failure(exc) and self.attempt < self.max_attempts
 
     def raise_if_cancelled(self) -> None:
         if self.cancelled:
@@ -255,7 +256,7 @@ class Worker:
             # The job's stored error is what its client sees: the public face only;
             # an unexpected exception is logged here under the job's id.
             failure = public_failure(exc, ref=f"job {claimed.id}", logger=log)
-            if ctx.will_retry(failure):
+            if ctx.will_retry(exc):
                 log.warning(
                     "job %s (%s): %s; queued again", claimed.id, claimed.kind, failure.message
                 )

@@ -32,9 +32,9 @@ async def parse_job(ctx: JobContext) -> dict[str, Any]:
     except Exception as exc:
         # The task's message is what its client reads: the public face of the failure
         # (logged here, once, under the job id); the job stores the same.
-        failure = public_failure(exc, ref=f"job {ctx.job_id}", logger=log)
-        if ctx.will_retry(failure):
+        if ctx.will_retry(exc):
             raise  # a replica or node was lost: the task stays Processing for the next attempt
+        failure = public_failure(exc, ref=f"job {ctx.job_id}", logger=log)
         await asyncio.to_thread(
             service.finish, task_id, ctx.job_id, "Failed", failure.message, None
         )

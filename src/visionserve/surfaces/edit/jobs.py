@@ -113,10 +113,11 @@ async def _edit(ctx: JobContext) -> tuple[Edited, str]:
         data = await asyncio.to_thread(blobs.get, payload["input_key"])
         ctx.progress(0.1, "editing")
         edited: Edited = await ctx.app.handles[EDIT_HANDLE].edit.remote(data, payload["prompt"])
-    except Exception:
-        # The job fails for good (handlers are not retried): its input goes with it. A
-        # lost lease or a shutdown (CancelledError) leaves it for the next worker.
-        await asyncio.to_thread(blobs.delete, payload["input_key"])
+    except Exception as exc:
+        # A job that fails for good takes its input with it. A lost replica (the job is
+        # queued again), a lost lease or a shutdown (CancelledError) leave it for the next try.
+        if not ctx.will_retry(exc):
+            await asyncio.to_thread(blobs.delete, payload["input_key"])
         raise
     await asyncio.to_thread(blobs.delete, payload["input_key"])
     return edited, payload["filename"]

@@ -28,6 +28,8 @@ async def extract_job(ctx: JobContext) -> dict[str, Any]:
     try:
         outcome = await ctx.app.handles[GRAPH].extract.remote(job.input_key, job.spec)
     except Exception as exc:
+        if ctx.will_retry(exc):
+            raise  # a replica or node was lost: the job stays processing for the next attempt
         elapsed = round((time.perf_counter() - started) * 1000)
         # The client sees the public face only (logged here under the job id); what the
         # input itself caused keeps its code, anything else is extraction_failed.

@@ -52,6 +52,8 @@ async def train_job(ctx: JobContext) -> dict[str, Any]:
         await asyncio.to_thread(service.finish, model_id, error="Training was cancelled")
         raise
     except Exception as exc:
+        if ctx.will_retry(exc):
+            raise  # the training's node was lost: the model stays "training" for the next try
         failure = public_failure(exc, ref=f"job {ctx.job_id}", logger=log)
         message = f"Training failed: {failure.message}"
         if not await asyncio.to_thread(service.finish, model_id, error=message):
