@@ -398,6 +398,53 @@ def test_inspect_trains_and_shows_the_live_pipeline(  # type: ignore[no-untyped-
         )
 
 
+def test_edit_shows_the_plan_and_the_result(  # type: ignore[no-untyped-def]
+    browser, serve_cluster, s3_server, receiver, tmp_path
+) -> None:
+    import contextlib
+
+    import numpy as np
+    from selenium.webdriver.common.by import By
+
+    from tests.serve.conftest import EDIT_BUCKETS
+    from visionserve.settings import S3Settings
+    from visionserve.store.blobs import s3_client
+
+    client = s3_client(
+        S3Settings(
+            endpoint_url=s3_server.endpoint_url,
+            access_key_id=s3_server.access_key_id,
+            secret_access_key=s3_server.secret_access_key,
+        )
+    )
+    for name in EDIT_BUCKETS:
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+            client.create_bucket(Bucket=name)
+    image = tmp_path / "disc.png"
+    image.write_bytes(png())
+    with shots_on_failure(browser, tmp_path):
+        open_page(browser, serve_cluster.base_url, "edit.html")
+        prompt = browser.find_element(By.ID, "prompt")
+        prompt.clear()
+        prompt.send_keys("make it 20% brighter")
+        browser.find_element(By.ID, "image").send_keys(str(image))
+        browser.find_element(By.ID, "callback").send_keys(receiver.url)
+        browser.find_element(By.ID, "run").click()
+        wait_for(lambda: browser.find_element(By.ID, "status").text.startswith("Done"), 180)
+        plan = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#plan li")]
+        assert len(plan) == 1 and "bright" in plan[0], plan
+        after = browser.find_element(By.ID, "after")
+        wait_for(lambda: browser.execute_script("return arguments[0].naturalWidth", after), 20)
+        assert browser.execute_script("return arguments[0].naturalWidth", after) == 160
+        # The "after" the page shows is the edited image: the same size, brighter.
+        edited = Image.open(io.BytesIO(httpx.get(after.get_attribute("src"), timeout=30).content))
+        source = Image.open(image)
+        assert edited.size == source.size
+        assert np.asarray(edited.convert("L")).mean() > np.asarray(source.convert("L")).mean() + 5
+        assert receiver.wait_for(1, timeout=30)  # the contract's callback went out too
+        assert_accessible(browser)
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_is_keyboard_usable_and_readable(  # type: ignore[no-untyped-def]
     browser, serve_cluster, page, tmp_path
