@@ -12,8 +12,10 @@ compare like with like:
   server of ``VISIONSERVE_TEST_POSTGRES_URL``, a fresh schema), each beside the same
   app under plain uvicorn on the same database.
 
-The Ray Serve request-path switches in effect (``RAY_SERVE_*`` in the environment,
-as ``make run`` exports them) are printed with the figures.
+Serve runs three times, each on a fresh Ray: with Ray's defaults (through the
+proxy), with three request-path switches (user code and router on the replica's main
+loop, buffered request logs) and with direct ingress (requests to the ingress
+replica's own port, ``make run DIRECT_INGRESS=1``); PostgreSQL on the last.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -174,12 +177,52 @@ def jobs_both(serve_base: str, home: Path, database_url: str) -> tuple[float, fl
     return served, plain
 
 
-def main() -> None:
+# Ray Serve's request-path switches (Ray 2.60) that `make run` exports; the bench runs
+# Serve with Ray's defaults and with these, one fresh Ray each, in the same run.
+SWITCHES = {
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+    "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
+}
+# Direct ingress (Ray 2.60): the ingress replica serves HTTP on a port of its own
+# (RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT and up) instead of behind the proxy.
+DIRECT_PORT = 31500
+
+
+def direct_env() -> dict[str, str]:
+    return {
+        "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(DIRECT_PORT),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(DIRECT_PORT + 50),
+    }
+
+
+VARIANTS = {"Ray defaults": {}, "switches": SWITCHES, "direct ingress": direct_env()}
+
+
+def direct_base() -> str:
+    """The ingress replica's own HTTP port (the first of the range that answers /health)."""
+    for port in range(DIRECT_PORT, DIRECT_PORT + 51):
+        base = f"http://127.0.0.1:{port}"
+        try:
+            if "surfaces" in httpx.get(f"{base}/health", timeout=2).json():
+                return base
+        except (httpx.HTTPError, ValueError):
+            continue
+    raise RuntimeError("direct ingress: no ingress replica answers on its port range")
+
+
+def run_variant(
+    env: dict[str, str], home: Path, plain_base: str, with_postgres: bool
+) -> dict[str, object]:
+    """A fresh Ray with ``env`` (its workers inherit it): latency, then accepted jobs."""
     import ray
     from ray import serve
 
-    switches = {k: v for k, v in sorted(os.environ.items()) if k.startswith("RAY_SERVE_")}
-    home = Path(tempfile.mkdtemp(prefix="vs-bench-"))
+    for k in [k for k in os.environ if k.startswith("RAY_SERVE_")]:
+        del os.environ[k]
+    os.environ.update(env)
+    home.mkdir(parents=True)
     sqlite_url = f"sqlite:///{home / 'visionserve.db'}"
     serve_port = free_port()
     ray.init(
@@ -190,43 +233,118 @@ def main() -> None:
     )
     serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
     serve_base = f"http://127.0.0.1:{serve_port}"
+    out: dict[str, object] = {}
     try:
         serve_app(home, sqlite_url)
-        with uvicorn(home / "uvicorn-noop", f"sqlite:///{home / 'noop.db'}") as plain_base:
-            lat = latency({"plain": plain_base, "serve": serve_base}, "/edit/health")
-            plain, served = lat["plain"], lat["serve"]
-        jobs_sqlite = jobs_both(serve_base, home, sqlite_url)
-        with postgres_schema() as pg_url:
-            serve_app(home, pg_url)
-            jobs_pg = jobs_both(serve_base, home, pg_url)
+        if env.get("RAY_SERVE_ENABLE_DIRECT_INGRESS") == "1":
+            serve_base = direct_base()
+        out["latency"] = latency({"plain": plain_base, "serve": serve_base}, "/edit/health")
+        out["sqlite"] = jobs_both(serve_base, home, sqlite_url)
+        if with_postgres:
+            with postgres_schema() as pg_url:
+                serve_app(home, pg_url)
+                if env.get("RAY_SERVE_ENABLE_DIRECT_INGRESS") == "1":
+                    serve_base = direct_base()  # the redeployed replica's port
+                out["postgres"] = jobs_both(serve_base, home, pg_url)
     finally:
         serve.shutdown()
         ray.shutdown()
+    return out
 
-    print(f"Ray Serve switches: {switches or 'Ray defaults'}")
-    print(f"no-op GET /edit/health, {N_LATENCY} sequential requests (ms)")
-    print(f"  {'':<22}{'median':>10}{'p99':>10}")
-    print(f"  {'plain uvicorn':<22}{plain['median']:>10.2f}{plain['p99']:>10.2f}")
-    print(f"  {'Serve ingress':<22}{served['median']:>10.2f}{served['p99']:>10.2f}")
-    print(
-        f"  {'added by Serve':<22}{served['median'] - plain['median']:>10.2f}"
-        f"{served['p99'] - plain['p99']:>10.2f}"
-    )
+
+def main() -> None:
+    home = Path(tempfile.mkdtemp(prefix="vs-bench-"))
+    results: dict[str, dict[str, Any]] = {}
+    with uvicorn(home / "uvicorn-noop", f"sqlite:///{home / 'noop.db'}") as plain_base:
+        for i, (name, env) in enumerate(VARIANTS.items()):
+            last = i == len(VARIANTS) - 1
+            results[name] = run_variant(env, home / f"v{i}", plain_base, with_postgres=last)
+
+    print(f"no-op GET /edit/health, {N_LATENCY} sequential requests each (ms)")
+    print(f"  {'':<34}{'median':>8}{'p99':>8}{'added median':>14}{'added p99':>11}")
+    for name, r in results.items():
+        lat = r["latency"]
+        plain, served = lat["plain"], lat["serve"]
+        print(
+            f"  {'plain uvicorn (' + name + ' run)':<34}{plain['median']:>8.2f}{plain['p99']:>8.2f}"
+        )
+        print(
+            f"  {'Serve, ' + name:<34}{served['median']:>8.2f}{served['p99']:>8.2f}"
+            f"{served['median'] - plain['median']:>14.2f}{served['p99'] - plain['p99']:>11.2f}"
+        )
+    print(f"switches: {SWITCHES}; direct ingress: the ingress replica's own port")
     print(f"jobs accepted (POST -> 202, a committed row each, {CONCURRENCY} clients, jobs/s)")
-    for db, (ours, base) in (("SQLite", jobs_sqlite), ("PostgreSQL", jobs_pg)):
-        print(f"  {db:<11} Serve {ours:6.0f}   plain uvicorn {base:6.0f}   ratio {ours / base:.2f}")
-    record("no-op median, Serve vs uvicorn", served["median"], "ms", baseline=plain["median"])
-    record("no-op p99, Serve vs uvicorn", served["p99"], "ms", baseline=plain["p99"])
-    added_median = served["median"] - plain["median"]
-    record("no-op median added by Serve", added_median, "ms", goal="<= 3", goal_on="value")
-    added_p99 = served["p99"] - plain["p99"]
-    record("no-op p99 added by Serve", added_p99, "ms", goal="<= 5", goal_on="value")
-    for db, (ours, base), goal in (
-        ("SQLite", jobs_sqlite, ">= 250"),
-        ("PostgreSQL", jobs_pg, ">= 500"),
-    ):
-        record(f"jobs accepted, {db}, Serve vs uvicorn", ours, "jobs/s", baseline=base)
-        record(f"jobs accepted, {db}", ours, "jobs/s", goal=goal, goal_on="value")
+    for name, r in results.items():
+        for db in ("sqlite", "postgres"):
+            if db in r:
+                ours, base = r[db]
+                print(
+                    f"  {db:<9} Serve ({name:<14}) {ours:6.0f}   plain uvicorn {base:6.0f}"
+                    f"   ratio {ours / base:.2f}"
+                )
+
+    default, switched = results["Ray defaults"], results["switches"]
+    direct = results["direct ingress"]
+    d_lat, s_lat = default["latency"]["serve"], switched["latency"]["serve"]
+    record(
+        "no-op median, 3 switches vs Ray defaults", s_lat["median"], "ms", baseline=d_lat["median"]
+    )
+    record(
+        "jobs accepted, SQLite, 3 switches vs Ray defaults",
+        switched["sqlite"][0],
+        "jobs/s",
+        baseline=default["sqlite"][0],
+    )
+    for name, r in (("proxy", default), ("direct ingress", direct)):
+        served, plain = r["latency"]["serve"], r["latency"]["plain"]
+        record(
+            f"no-op median, Serve ({name}) vs uvicorn",
+            served["median"],
+            "ms",
+            baseline=plain["median"],
+        )
+        record(
+            f"no-op median added by Serve ({name})",
+            served["median"] - plain["median"],
+            "ms",
+            goal="<= 3",
+            goal_on="value",
+        )
+        record(
+            f"no-op p99 added by Serve ({name})",
+            served["p99"] - plain["p99"],
+            "ms",
+            goal="<= 5",
+            goal_on="value",
+        )
+        served_jobs, plain_jobs = r["sqlite"]
+        record(
+            f"jobs accepted, SQLite, Serve ({name}) vs uvicorn",
+            served_jobs,
+            "jobs/s",
+            baseline=plain_jobs,
+        )
+        record(
+            f"jobs accepted, SQLite, Serve ({name})",
+            served_jobs,
+            "jobs/s",
+            goal=">= 250",
+            goal_on="value",
+        )
+    served_jobs, plain_jobs = direct["postgres"]
+    record(
+        "jobs accepted, PostgreSQL, Serve (direct ingress) vs uvicorn",
+        served_jobs,
+        "jobs/s",
+        baseline=plain_jobs,
+    )
+    record(
+        "jobs accepted, PostgreSQL, Serve (direct ingress)",
+        served_jobs,
+        "jobs/s",
+        goal=">= 500",
+        goal_on="value",
+    )
 
 
 if __name__ == "__main__":
