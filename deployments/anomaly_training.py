@@ -35,6 +35,8 @@ TRAINING_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TORCHVISION_WARN_WHEN_EXTENSION_LOADING_FAILS": "0",
 }
+# Progress when the exports are uploaded: training and export report below it.
+UPLOAD_AT = 0.98
 #: Blob sub-folder of each export format under a model's prefix.
 FORMATS = ("openvino", "onnx", "pytorch")
 
@@ -71,7 +73,9 @@ def train_task(snapshot: dict[str, Any], spec: dict[str, Any]) -> Iterator[dict[
         outcome: dict[str, Any] = {}
 
         def report(fraction: float, metrics: dict[str, Any]) -> None:
-            events.put({"type": "progress", "progress": fraction, "metrics": dict(metrics)})
+            # Training and export fill 0..0.98; the upload below is the last step.
+            scaled = min(fraction, 1.0) * UPLOAD_AT
+            events.put({"type": "progress", "progress": scaled, "metrics": dict(metrics)})
 
         def run() -> None:
             try:
@@ -90,7 +94,7 @@ def train_task(snapshot: dict[str, Any], spec: dict[str, Any]) -> Iterator[dict[
         if "error" in outcome:
             raise outcome["error"]
         result = outcome["result"]
-        yield {"type": "progress", "progress": 0.99, "metrics": {"stage": "upload"}}
+        yield {"type": "progress", "progress": UPLOAD_AT, "metrics": {"stage": "upload"}}
         files = _upload(blobs, spec["blob_prefix"], result.exports)
         yield {
             "type": "result",

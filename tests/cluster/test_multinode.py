@@ -210,10 +210,15 @@ def parse(client: httpx.Client, pdf: bytes, name: str) -> str:
 def wait_task(client: httpx.Client, task_id: str, timeout_s: float = 600) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        task = client.get(f"/api/v1/task/{task_id}").json()
+        r = client.get(f"/api/v1/task/{task_id}")
+        if r.status_code == 429:  # polling counts against the key's rate limit: wait as told
+            time.sleep(float(r.headers["Retry-After"]))
+            continue
+        assert r.status_code == 200, (r.status_code, r.text)
+        task = r.json()
         if task["status"] in ("Succeeded", "Failed", "Cancelled"):
             return task  # type: ignore[no-any-return]
-        time.sleep(0.5)
+        time.sleep(1)
     raise AssertionError(f"task {task_id} not finished: {task['status']} {task['message']}")
 
 
