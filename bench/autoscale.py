@@ -162,6 +162,9 @@ def main() -> None:
         include_dashboard=False,
         log_to_driver=False,
         runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
+        # What the deployed replicas reserve with a second bg-u2netp (about 5 GiB),
+        # whatever other processes hold now: Ray would size the node from the free memory.
+        _memory=6 * 1024**3,
     )
     ours = {DEPLOYMENT, "upscale", "cutout-graph", "ingress", "job-worker"}
     ballast_cpus = round(reserved_cpus(ours), 3)
