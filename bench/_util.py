@@ -38,6 +38,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_ray(memory_bytes: int | None = None) -> None:
+    """A fresh local Ray for one benchmark: two CPUs, no dashboard, the repo importable.
+
+    ``memory_bytes`` sizes the node's memory resource to what the benchmark deploys,
+    whatever other processes hold at the time (Ray would size it from the free memory).
+    """
+    import ray
+
+    extra = {} if memory_bytes is None else {"_memory": memory_bytes}
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
+        **extra,
+    )
+
+
+def start_serve() -> str:
+    """Serve's HTTP proxy on a free loopback port; its base URL."""
+    from ray import serve
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    return f"http://127.0.0.1:{port}"
+
+
 def summary(samples_ms: list[float]) -> dict[str, float]:
     ordered = sorted(samples_ms)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]

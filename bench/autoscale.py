@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import yaml
 
-from bench._util import REPO, free_port, record
+from bench._util import REPO, record, start_ray, start_serve
 from tests.scenes import object_scene
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -156,16 +156,8 @@ def main() -> None:
     from visionserve.store.keys import KeyStore
 
     home = Path(tempfile.mkdtemp(prefix="vs-bench-autoscale-"))
-    port = free_port()
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
-        # What the deployed replicas reserve with a second bg-u2netp (about 5 GiB),
-        # whatever other processes hold now: Ray would size the node from the free memory.
-        _memory=6 * 1024**3,
-    )
+    # What the deployed replicas reserve with a second bg-u2netp (about 5 GiB).
+    start_ray(memory_bytes=6 * 1024**3)
     ours = {DEPLOYMENT, "upscale", "cutout-graph", "ingress", "job-worker"}
     ballast_cpus = round(reserved_cpus(ours), 3)
 
@@ -178,7 +170,7 @@ def main() -> None:
 
     ballast = Ballast.remote()  # type: ignore[attr-defined]
     ray.get(ballast.ready.remote(), timeout=120)
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    server = start_serve()
     settings = {
         "home": str(home),
         "model_home": str(get_settings().model_home),
@@ -195,7 +187,7 @@ def main() -> None:
     keys = [store.create(f"bench-{i}", rate_limit_per_minute=1_000_000)[0] for i in range(KEYS)]
     free = ray.available_resources().get("CPU", 0.0)
     try:
-        out = asyncio.run(scenario(f"http://127.0.0.1:{port}", keys))
+        out = asyncio.run(scenario(server, keys))
     finally:
         serve.shutdown()
         ray.shutdown()

@@ -24,12 +24,11 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from bench._util import free_port, median_ms, record
+from bench._util import median_ms, record, start_ray, start_serve
 from tests.scenes import object_scene
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-REPO = Path(__file__).resolve().parents[1]
 LATENCY_RUNS = 20
 THROUGHPUT_REQUESTS = 64
 SOAK_REQUESTS = 300
@@ -93,14 +92,8 @@ def main() -> None:
     from visionserve.settings import get_settings
 
     home = Path(tempfile.mkdtemp(prefix="vs-bench-cutout-"))
-    port = free_port()
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
-    )
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    start_ray()
+    server = start_serve()
     settings = {
         "home": str(home),
         "model_home": str(get_settings().model_home),
@@ -111,7 +104,7 @@ def main() -> None:
         name="visionserve",
         route_prefix="/",
     )
-    base = f"http://127.0.0.1:{port}/cutout"
+    base = f"{server}/cutout"
     scene, _ = object_scene(size=(320, 240))
     body = {"image": b64(scene), "return_base64": False}
     client = httpx.Client(timeout=120)

@@ -20,12 +20,11 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from bench._util import free_port, record
+from bench._util import record, start_ray, start_serve
 from tests.documents_fixtures import report_pdf, scanned_png
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-REPO = Path(__file__).resolve().parents[1]
 DIGITAL_PAGES = 50
 SCANNED_PAGES = 6
 
@@ -83,14 +82,8 @@ def main() -> None:
         baseline_scanned = (time.perf_counter() - started) / len(files)
 
     home = Path(tempfile.mkdtemp(prefix="vs-bench-docs-"))
-    port = free_port()
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
-    )
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    start_ray()
+    server = start_serve()
     serve.run(
         build_app(
             {
@@ -104,7 +97,7 @@ def main() -> None:
     key, _ = KeyStore(f"sqlite:///{home / 'visionserve.db'}").create("bench")
     try:
         with httpx.Client(
-            base_url=f"http://127.0.0.1:{port}/documents",
+            base_url=f"{server}/documents",
             timeout=600,
             headers={"Authorization": f"Bearer {key}"},
         ) as client:

@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from bench._util import REPO, free_port, record, summary
+from bench._util import REPO, free_port, record, start_ray, start_serve, summary
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -224,15 +224,8 @@ def run_variant(
     os.environ.update(env)
     home.mkdir(parents=True)
     sqlite_url = f"sqlite:///{home / 'visionserve.db'}"
-    serve_port = free_port()
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
-    )
-    serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
-    serve_base = f"http://127.0.0.1:{serve_port}"
+    start_ray()
+    serve_base = start_serve()
     out: dict[str, object] = {}
     try:
         serve_app(home, sqlite_url)
