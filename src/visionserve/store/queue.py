@@ -224,11 +224,7 @@ class JobQueue:
         replicas of a lost node.
         """
         with session_scope(self.database_url) as s:
-            job = s.scalars(
-                select(Job)
-                .where(Job.id == job_id, Job.lease_owner == worker_id, Job.status == PROCESSING)
-                .with_for_update()
-            ).first()
+            job = _owned(s, job_id, worker_id)
             if job is None:
                 return False
             delay = self.settings.retry_backoff_s * 2 ** max(0, job.attempts - 1)
@@ -308,11 +304,7 @@ class JobQueue:
 
     def _finish_owned(self, job_id: str, worker_id: str, status: str, **fields: Any) -> bool:
         with session_scope(self.database_url) as s:
-            job = s.scalars(
-                select(Job)
-                .where(Job.id == job_id, Job.lease_owner == worker_id, Job.status == PROCESSING)
-                .with_for_update()
-            ).first()
+            job = _owned(s, job_id, worker_id)
             if job is None:
                 log.warning("job %s: lease lost before it could be marked %s", job_id, status)
                 return False
@@ -342,3 +334,12 @@ class JobQueue:
         s.flush()
         if self.on_terminal is not None:
             self.on_terminal(s, job)
+
+
+def _owned(s: Session, job_id: str, worker_id: str) -> Job | None:
+    """The job, locked, while ``worker_id`` holds its lease; None once it lost it."""
+    return s.scalars(
+        select(Job)
+        .where(Job.id == job_id, Job.lease_owner == worker_id, Job.status == PROCESSING)
+        .with_for_update()
+    ).first()
