@@ -206,17 +206,9 @@ class Deliverer:
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
         duration_ms = (time.perf_counter() - started) * 1000
-        await asyncio.to_thread(self._record, d, status_code, error, duration_ms, permanent)
-
-    def _record(
-        self,
-        d: WebhookDelivery,
-        status_code: int | None,
-        error: str | None,
-        duration_ms: float,
-        permanent: bool,
-    ) -> None:
-        outcome = self._record_attempt(d, status_code, error, duration_ms, permanent)
+        outcome = await asyncio.to_thread(
+            self._record_attempt, d, status_code, error, duration_ms, permanent
+        )
         if outcome is not None:
             self.metrics.inc(WEBHOOK_DELIVERIES, {"outcome": outcome})
 
