@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Iterator
@@ -89,3 +90,22 @@ def serve_cluster(
         pytest.fail("Serve did not come up within 120 s")
     yield ServeCluster(base_url, home, database_url)
     serve.shutdown()
+
+
+@pytest.fixture(scope="session")
+def edit_buckets(serve_cluster: ServeCluster, s3_server: Any) -> dict[str, Any]:
+    """edit's input and output buckets in the S3 server, and a client for them."""
+    from visionserve.settings import S3Settings
+    from visionserve.store.blobs import s3_client
+
+    client = s3_client(
+        S3Settings(
+            endpoint_url=s3_server.endpoint_url,
+            access_key_id=s3_server.access_key_id,
+            secret_access_key=s3_server.secret_access_key,
+        )
+    )
+    for name in EDIT_BUCKETS:
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+            client.create_bucket(Bucket=name)
+    return {"client": client, "input": EDIT_BUCKETS[0], "output": EDIT_BUCKETS[1]}

@@ -399,27 +399,11 @@ def test_inspect_trains_and_shows_the_live_pipeline(  # type: ignore[no-untyped-
 
 
 def test_edit_shows_the_plan_and_the_result(  # type: ignore[no-untyped-def]
-    browser, serve_cluster, s3_server, receiver, tmp_path
+    browser, serve_cluster, edit_buckets, receiver, tmp_path
 ) -> None:
-    import contextlib
-
     import numpy as np
     from selenium.webdriver.common.by import By
 
-    from tests.serve.conftest import EDIT_BUCKETS
-    from visionserve.settings import S3Settings
-    from visionserve.store.blobs import s3_client
-
-    client = s3_client(
-        S3Settings(
-            endpoint_url=s3_server.endpoint_url,
-            access_key_id=s3_server.access_key_id,
-            secret_access_key=s3_server.secret_access_key,
-        )
-    )
-    for name in EDIT_BUCKETS:
-        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
-            client.create_bucket(Bucket=name)
     image = tmp_path / "disc.png"
     image.write_bytes(png())
     with shots_on_failure(browser, tmp_path):

@@ -11,7 +11,6 @@ checks prove the operations did what the prompt said.
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import json
 import time
@@ -111,25 +110,10 @@ class Client:
         raise AssertionError(f"no callback for {job_id}: {state}")
 
 
-@pytest.fixture(scope="module")
-def buckets(serve_cluster, s3_server) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    from visionserve.settings import S3Settings
-    from visionserve.store.blobs import s3_client
-
-    client = s3_client(
-        S3Settings(
-            endpoint_url=s3_server.endpoint_url,
-            access_key_id=s3_server.access_key_id,
-            secret_access_key=s3_server.secret_access_key,
-        )
-    )
-    for name in EDIT_BUCKETS:
-        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
-            client.create_bucket(Bucket=name)
-    return {"client": client, "input": EDIT_BUCKETS[0], "output": EDIT_BUCKETS[1]}
-
-
-def test_edit_as_a_watsonx_orchestrate_client(serve_cluster, receiver, buckets, s3_server) -> None:  # type: ignore[no-untyped-def]
+def test_edit_as_a_watsonx_orchestrate_client(  # type: ignore[no-untyped-def]
+    serve_cluster, receiver, edit_buckets, s3_server
+) -> None:
+    buckets = edit_buckets
     client = Client(serve_cluster.base_url, receiver)
     assert httpx.get(f"{client.base}/health").json() == {"ok": True}
     config = httpx.get(f"{client.base}/cos/config").json()
