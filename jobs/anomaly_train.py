@@ -48,7 +48,7 @@ async def train(args: argparse.Namespace) -> dict[str, Any]:
     from visionserve.settings import get_settings
     from visionserve.store.queue import Claimed
     from visionserve.surfaces.inspect.jobs import TRAINING_LAUNCHER
-    from visionserve.surfaces.inspect.model_service import TRAIN_KIND, ModelService
+    from visionserve.surfaces.inspect.model_service import ModelService
     from visionserve.surfaces.inspect.schemas import TrainRequest
 
     settings = get_settings()
@@ -67,15 +67,8 @@ async def train(args: argparse.Namespace) -> dict[str, Any]:
         service.start_training, args.project, request, claimed_by=worker.worker_id
     )
     log.info("job %s: training model %s (%s)", accepted.job_id, accepted.model_id, args.name)
-    claimed = Claimed(
-        id=accepted.job_id,
-        surface="inspect",
-        kind=TRAIN_KIND,
-        payload={"model_id": accepted.model_id, "project_id": args.project},
-        attempt=1,
-        max_attempts=settings.jobs.max_attempts,
-    )
-    await worker.run_claimed(claimed)
+    # The row as committed, already ours: run it as a worker of the cluster would.
+    await worker.run_claimed(Claimed.of(ctx.queue.get(accepted.job_id)))
     return service.get_job(accepted.job_id).model_dump(mode="json")
 
 

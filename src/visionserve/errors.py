@@ -212,6 +212,10 @@ def replica_gone(exc: BaseException) -> bool:
     return any(k.__name__ in _REPLICA_GONE for k in type(remote_cause(exc)).__mro__)
 
 
+def _unavailable(cause: BaseException) -> bool:
+    return type(cause).__name__ in _AT_CAPACITY or replica_gone(cause)
+
+
 def cluster_failure(exc: BaseException) -> bool:
     """Whether the cluster failed, not the work: a replica or node lost, or Serve at capacity.
 
@@ -221,8 +225,7 @@ def cluster_failure(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        cause = remote_cause(current)
-        if type(cause).__name__ in _AT_CAPACITY or replica_gone(cause):
+        if _unavailable(remote_cause(current)):
             return True
         current = current.__cause__
     return False
@@ -267,7 +270,7 @@ def public_failure(
     if isinstance(cause, asyncio.CancelledError):
         return PublicFailure("Processing was cancelled", "cancelled", "cancelled", False, 409)
     name = type(cause).__name__
-    if name in _AT_CAPACITY or replica_gone(cause):
+    if _unavailable(cause):
         logger.warning("%s: a deployment is unavailable: %s", ref, name)
         message = (
             "The cluster is at capacity; retry shortly"

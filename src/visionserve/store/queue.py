@@ -53,6 +53,11 @@ class Claimed:
     attempt: int
     max_attempts: int
 
+    @classmethod
+    def of(cls, job: Job) -> Claimed:
+        """What a worker needs of ``job``, a row whose lease it holds."""
+        return cls(job.id, job.surface, job.kind, dict(job.payload), job.attempts, job.max_attempts)
+
 
 @dataclass(frozen=True)
 class Beat:
@@ -179,9 +184,7 @@ class JobQueue:
                 job.lease_expires_at = self._lease_until()
                 job.attempts += 1
                 job.started_at = job.started_at or now
-                return Claimed(
-                    job.id, job.surface, job.kind, dict(job.payload), job.attempts, job.max_attempts
-                )
+                return Claimed.of(job)
 
     def heartbeat(
         self,
