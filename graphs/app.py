@@ -102,7 +102,11 @@ def document_models(snapshot: dict[str, Any]) -> dict[str, Any]:
 def documents_graph(snapshot: dict[str, Any], models: dict[str, Any]) -> dict[str, Any]:
     """doc-pages, ocr, layout and chunking deployments behind the documents graph."""
     graph = DocumentsGraph.bind(
-        DocumentPages.bind(snapshot), models["ocr"], models["layout"], Chunking.bind(snapshot)
+        DocumentPages.bind(snapshot),
+        models["ocr"],
+        models["layout"],
+        Chunking.bind(snapshot),
+        snapshot["documents"]["page_timeout_s"],
     )
     return {"documents-graph": graph}
 

@@ -19,9 +19,12 @@ from visionserve.models.documents.pipeline import to_output
 from visionserve.models.documents.types import Segment
 
 log = logging.getLogger(__name__)
-# A page whose replica (or node) died is sent again this many times: Serve routes the
-# retry to a live replica once it has noticed the loss.
+# A page whose replica (or node) died, or whose calls went unanswered, is sent again this
+# many times: Serve routes the retry to a live replica once it has noticed the loss.
 PAGE_TRIES = 4
+# Pages of one document in flight at once: a long document waits here, not in the stages'
+# bounded Serve queues (max_queued_requests), and a page's deadline counts its own work.
+PAGES_IN_FLIGHT = 32
 
 
 @serve.deployment(
@@ -34,8 +37,11 @@ PAGE_TRIES = 4
     graceful_shutdown_timeout_s=60,
 )
 class DocumentsGraph:
-    def __init__(self, pages: Any, ocr: Any, layout: Any, chunking: Any) -> None:
+    def __init__(
+        self, pages: Any, ocr: Any, layout: Any, chunking: Any, page_timeout_s: float = 120.0
+    ) -> None:
         self.pages, self.ocr, self.layout, self.chunking = pages, ocr, layout, chunking
+        self.page_timeout_s = page_timeout_s
 
     async def parse(
         self, task_id: str, input_key: str, config: Configuration | dict[str, Any]
@@ -48,8 +54,9 @@ class DocumentsGraph:
         config = validated(Configuration, config)
         count, style = await self.pages.prepare.remote(input_key, config)
         layout_on = config.segmentation_strategy == "LayoutAnalysis"
+        slots = asyncio.Semaphore(PAGES_IN_FLIGHT)
         calls = [
-            self._page(input_key, number, config, task_id, style, layout_on)
+            self._page(slots, input_key, number, config, task_id, style, layout_on)
             for number in range(1, count + 1)
         ]
         outcomes = await asyncio.gather(*calls, return_exceptions=True)
@@ -76,6 +83,7 @@ class DocumentsGraph:
 
     async def _page(
         self,
+        slots: asyncio.Semaphore,
         input_key: str,
         number: int,
         config: Configuration,
@@ -83,20 +91,34 @@ class DocumentsGraph:
         style: Any,
         layout_on: bool,
     ) -> list[Segment]:
-        """One page through render → (OCR ‖ layout) → segments, again where a replica died."""
+        """One page through render → (OCR ‖ layout) → segments; again where a replica
+        died or the page got no answer within ``page_timeout_s``."""
         attempt = 0
-        while True:
-            attempt += 1
-            try:
+        async with slots:
+            while True:
+                attempt += 1
                 page = self.pages.render.remote(input_key, number, config)
                 words = self.ocr.recognize.remote(page, config.ocr_strategy)
                 regions = self.layout.detect.remote(page) if layout_on else None
-                segments: list[Segment] = await self.pages.segments.remote(
-                    words, regions, config, task_id, style
-                )
-                return segments
-            except Exception as exc:
-                if attempt == PAGE_TRIES or not replica_gone(exc):
-                    raise
-                log.warning("task %s page %d: %r; trying again", task_id, number, exc)
+                segments = self.pages.segments.remote(words, regions, config, task_id, style)
+                try:
+                    done: list[Segment] = await asyncio.wait_for(segments, self.page_timeout_s)
+                    return done
+                except TimeoutError:
+                    # Serve may never answer: when a node dies with a page's rendering, the
+                    # calls that take it as their argument are re-sent to live replicas
+                    # without end. Drop the calls; the page is rendered again.
+                    for call in (page, words, regions, segments):
+                        if call is not None:
+                            call.cancel()
+                    failure: Exception = TimeoutError(
+                        f"page {number} got no answer in {self.page_timeout_s:g} s"
+                    )
+                except Exception as exc:
+                    if not replica_gone(exc):
+                        raise
+                    failure = exc
+                if attempt == PAGE_TRIES:
+                    raise failure
+                log.warning("task %s page %d: %r; trying again", task_id, number, failure)
                 await asyncio.sleep(attempt)

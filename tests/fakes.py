@@ -22,7 +22,7 @@ class _Method:
             self.record.append(self.call_name)
 
         async def call() -> Any:
-            args_ = [await a if isinstance(a, asyncio.Task) else a for a in args]
+            args_ = [await a if isinstance(a, asyncio.Future) else a for a in args]
             result = self.fn(*args_, **kwargs)
             return await result if inspect.isawaitable(result) else result
 

@@ -123,6 +123,9 @@ class DocumentSettings(BaseModel):
     max_pages: int = Field(1000, ge=1)
     # Pages per key per calendar month; None: no limit.
     monthly_page_limit: int | None = Field(None, ge=0)
+    # A page's stages answer within this, or its calls are dropped and the page sent again
+    # (graphs.documents.PAGE_TRIES times in all): a lost node can leave calls unanswered.
+    page_timeout_s: float = Field(120.0, gt=0)
 
 
 class InspectSettings(BaseModel):

@@ -99,8 +99,20 @@ def serve_config(settings: dict[str, Any], port: int) -> dict[str, Any]:
     return config
 
 
+def keep_logs(work: Path) -> None:
+    """Keep the nodes' Ray and Serve logs of a failed run, where CI can show them."""
+    kept = REPO / "var" / "reports" / "multinode-logs"
+    shutil.rmtree(kept, ignore_errors=True)
+    for node_log in work.glob("*.log"):
+        kept.mkdir(parents=True, exist_ok=True)
+        shutil.copy(node_log, kept)
+    for session in (work / "ray").glob("session_2*"):
+        shutil.copytree(session / "logs", kept / session.name, dirs_exist_ok=True)
+    print(f"\nthe failed run's cluster logs: {kept}", file=sys.stderr)
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory, s3_server, postgres_url) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def cluster(request, s3_server, postgres_url) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
     import boto3
 
     work = Path(f"/tmp/vs-mn-{secrets.token_hex(3)}")  # short: Ray's socket paths
@@ -140,7 +152,20 @@ def cluster(tmp_path_factory, s3_server, postgres_url) -> Iterator[dict[str, Any
     finally:
         report()
         local.stop()
+        if request.session.testsfailed:
+            keep_logs(work)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def pages_sent_again(work: Path) -> dict[str, int]:
+    """The documents graph's page retries, from the replicas' logs, by reason."""
+    reasons: dict[str, int] = {}
+    for log in (work / "ray").glob("session_2*/logs/serve/replica_*documents-graph_*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            if "; trying again" in line:
+                reason = "no answer" if "got no answer" in line else "replica gone"
+                reasons[reason] = reasons.get(reason, 0) + 1
+    return reasons
 
 
 def report() -> None:
@@ -468,6 +493,7 @@ def test_a_lost_worker_node_loses_no_job(cluster) -> None:  # type: ignore[no-un
         health_recovered_after_s=round(recovered_at - killed, 1),
         reclaimed_after_s=round(reclaimed_at - killed, 1),
         completed_after_s=round(done_at - killed, 1),
+        pages_sent_again=pages_sent_again(local.work),
     )
     final = leases()
     assert {s for s, _, _ in final.values()} == {"completed"}, final
