@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 # A page whose replica (or node) died, or whose calls went unanswered, is sent again this
 # many times: Serve routes the retry to a live replica once it has noticed the loss.
 PAGE_TRIES = 4
-# Pages of one document in flight at once: a long document waits here, not in the stages'
-# bounded Serve queues (max_queued_requests), and a page's deadline counts its own work.
+# Pages in flight at once, per replica of this graph: the rest wait here, not in the
+# stages' bounded Serve queues (max_queued_requests), so a page's deadline counts little
+# more than its own work, however many documents are open.
 PAGES_IN_FLIGHT = 32
 
 
@@ -42,6 +43,7 @@ class DocumentsGraph:
     ) -> None:
         self.pages, self.ocr, self.layout, self.chunking = pages, ocr, layout, chunking
         self.page_timeout_s = page_timeout_s
+        self.slots = asyncio.Semaphore(PAGES_IN_FLIGHT)
 
     async def parse(
         self, task_id: str, input_key: str, config: Configuration | dict[str, Any]
@@ -54,9 +56,8 @@ class DocumentsGraph:
         config = validated(Configuration, config)
         count, style = await self.pages.prepare.remote(input_key, config)
         layout_on = config.segmentation_strategy == "LayoutAnalysis"
-        slots = asyncio.Semaphore(PAGES_IN_FLIGHT)
         calls = [
-            self._page(slots, input_key, number, config, task_id, style, layout_on)
+            self._page(input_key, number, config, task_id, style, layout_on)
             for number in range(1, count + 1)
         ]
         outcomes = await asyncio.gather(*calls, return_exceptions=True)
@@ -83,7 +84,6 @@ class DocumentsGraph:
 
     async def _page(
         self,
-        slots: asyncio.Semaphore,
         input_key: str,
         number: int,
         config: Configuration,
@@ -94,7 +94,7 @@ class DocumentsGraph:
         """One page through render → (OCR ‖ layout) → segments; again where a replica
         died or the page got no answer within ``page_timeout_s``."""
         attempt = 0
-        async with slots:
+        async with self.slots:
             while True:
                 attempt += 1
                 page = self.pages.render.remote(input_key, number, config)

@@ -118,3 +118,41 @@ async def test_a_failure_of_the_page_itself_is_not_sent_again(stages) -> None:  
     result = await parse(stages)
     assert result["page_errors"] == [{"page": 1, "error": "unreadable page"}]
     assert pages.renders == PAGES
+
+
+class Counting:
+    """doc-pages that records how many pages were in flight whenever one started."""
+
+    def __init__(self, pages: LocalHandle) -> None:
+        self.pages, self.started, self.finished = pages, 0, 0
+        self.in_flight: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:  # prepare
+        return getattr(self.pages, name)
+
+    @property
+    def render(self) -> Any:
+        def remote(*args: Any) -> asyncio.Future[Any]:
+            self.started += 1
+            self.in_flight.append(self.started - self.finished)
+            return self.pages.render.remote(*args)
+
+        return type("Render", (), {"remote": staticmethod(remote)})
+
+    @property
+    def segments(self) -> Any:
+        def remote(*args: Any) -> asyncio.Future[Any]:
+            call = self.pages.segments.remote(*args)
+            call.add_done_callback(lambda _: setattr(self, "finished", self.finished + 1))
+            return call
+
+        return type("Segments", (), {"remote": staticmethod(remote)})
+
+
+async def test_pages_in_flight_are_capped_across_documents(stages, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(graphs.documents, "PAGES_IN_FLIGHT", 2)
+    stages["pages"] = pages = Counting(stages["pages"])
+    graph = instance(DocumentsGraph, *stages.values())
+    results = await asyncio.gather(*(graph.parse(t, "in/doc.pdf", CONFIG) for t in "ab"))
+    assert [r["page_count"] for r in results] == [PAGES, PAGES]
+    assert pages.started == 2 * PAGES and max(pages.in_flight) == 2
