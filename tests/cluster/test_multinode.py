@@ -44,6 +44,8 @@ TWO_REPLICAS = ("ingress", "job-worker", "bg-u2netp", "documents-graph", "doc-pa
 MODEL_DEPLOYMENTS = ("bg-u2netp", "doc-pages", "ocr")
 DOCUMENTS_RATE_LIMIT = 40
 TIMINGS: dict[str, Any] = {}
+# graphs.documents' warning when it sends a page again.
+PAGE_RETRY = re.compile(r"task (\S+) page (\d+): (.*?); trying again")
 
 
 def cluster_settings(s3: Any, database_url: str, home: Path, public_url: str) -> dict[str, Any]:
@@ -158,13 +160,18 @@ def cluster(request, s3_server, postgres_url) -> Iterator[dict[str, Any]]:  # ty
 
 
 def pages_sent_again(work: Path) -> dict[str, int]:
-    """The documents graph's page retries, from the replicas' logs, by reason."""
+    """The documents graph's page retries, by reason, from every log of the cluster.
+
+    A record may reach both a replica's log and its worker's stderr: each counts once.
+    """
+    retries = set()
+    for log in (work / "ray").glob("session_2*/logs/**/*"):
+        if log.suffix in (".log", ".err"):
+            retries.update(PAGE_RETRY.findall(log.read_text(errors="replace")))
     reasons: dict[str, int] = {}
-    for log in (work / "ray").glob("session_2*/logs/serve/replica_*documents-graph_*.log"):
-        for line in log.read_text(errors="replace").splitlines():
-            if "; trying again" in line:
-                reason = "no answer" if "got no answer" in line else "replica gone"
-                reasons[reason] = reasons.get(reason, 0) + 1
+    for _, _, why in retries:
+        reason = "no answer" if "got no answer" in why else "replica gone"
+        reasons[reason] = reasons.get(reason, 0) + 1
     return reasons
 
 
