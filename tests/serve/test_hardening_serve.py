@@ -56,9 +56,14 @@ def heap_bytes(pid: int) -> int:
     raise AssertionError(f"no RssAnon for {pid}")
 
 
+# A deployment only resizing is well: on the shared cluster, the load of earlier tests
+# may still be scaling one (the ocr replicas after the documents tests).
+WELL = {"HEALTHY", "UPSCALING", "DOWNSCALING"}
+
+
 def assert_all_healthy(base_url: str) -> None:
     body = httpx.get(f"{base_url}/health", timeout=30).json()
-    unhealthy = {name: s for name, s in body["deployments"].items() if s != "HEALTHY"}
+    unhealthy = {name: s for name, s in body["deployments"].items() if s not in WELL}
     assert not unhealthy, unhealthy
     assert {"ingress", "upscale", "cutout-graph", "bg-u2net", "bg-u2netp"} <= set(
         body["deployments"]
