@@ -129,7 +129,7 @@ class TesseractOcr:
         try:
             proc = subprocess.run(
                 cmd,
-                input=_png_bytes(grey),
+                input=_tiff_bytes(grey),
                 capture_output=True,
                 env=self._env,
                 timeout=self.timeout_s,
@@ -602,7 +602,9 @@ def _grey(image: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(image).convert("L"))
 
 
-def _png_bytes(grey: np.ndarray) -> bytes:
+def _tiff_bytes(grey: np.ndarray) -> bytes:
+    # Uncompressed TIFF: 4 ms for a 200 DPI A4 page where PNG took 90 ms, and tesseract
+    # reads it as fast (PNM and BMP it reads 10-15% slower). Same words either way.
     buf = io.BytesIO()
-    Image.fromarray(grey).save(buf, "PNG", compress_level=1)  # a local pipe: speed over size
+    Image.fromarray(grey).save(buf, "TIFF")
     return buf.getvalue()
