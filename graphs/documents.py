@@ -39,7 +39,7 @@ PAGES_IN_FLIGHT = 32
 )
 class DocumentsGraph:
     def __init__(
-        self, pages: Any, ocr: Any, layout: Any, chunking: Any, page_timeout_s: float = 120.0
+        self, pages: Any, ocr: Any, layout: Any, chunking: Any, page_timeout_s: float
     ) -> None:
         self.pages, self.ocr, self.layout, self.chunking = pages, ocr, layout, chunking
         self.page_timeout_s = page_timeout_s

@@ -80,6 +80,7 @@ def documents(settings: Settings) -> Built:
         LocalHandle(m["ocr"]),
         LocalHandle(m["layout"]),
         LocalHandle(m["chunking"]),
+        settings.documents.page_timeout_s,
     )
     ctx = build_context(settings, handles={"documents-graph": LocalHandle(graph)})
     return _app(ctx, "documents", keyed=True)

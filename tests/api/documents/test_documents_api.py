@@ -35,6 +35,7 @@ def env(settings):  # type: ignore[no-untyped-def]
         LocalHandle(instance(Ocr, snapshot)),
         LocalHandle(instance(Layout)),
         LocalHandle(instance(Chunking, snapshot)),
+        settings.documents.page_timeout_s,
     )
     ctx = build_context(settings, handles={"documents-graph": LocalHandle(graph)})
     app = create_app(ctx, [load_surface("documents")])

@@ -19,11 +19,12 @@ from tests.documents_fixtures import many_pages_pdf
 from tests.fakes import LocalHandle, instance
 from visionserve.errors import BadRequest
 from visionserve.models.documents.config import Configuration
-from visionserve.settings import get_settings
+from visionserve.settings import DocumentSettings, get_settings
 from visionserve.store.blobs import make_blob_store
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 PAGES = 3
+DEFAULT_TIMEOUT_S = DocumentSettings().page_timeout_s
 # Fast: the real OCR and chunking of a text PDF, in parallel with nothing in the way.
 CONFIG = Configuration.model_validate(
     {"ocr_strategy": "Auto", "segmentation_strategy": "Page", "error_handling": "Continue"}
@@ -75,8 +76,12 @@ def stages(settings):  # type: ignore[no-untyped-def]
     }
 
 
+def graph_of(stages: dict[str, Any], page_timeout_s: float = DEFAULT_TIMEOUT_S) -> Any:
+    return instance(DocumentsGraph, *stages.values(), page_timeout_s)
+
+
 async def parse(stages: dict[str, Any], **timeout: float) -> dict[str, Any]:
-    graph = instance(DocumentsGraph, *stages.values(), **timeout)
+    graph = graph_of(stages, **timeout)
     return await graph.parse("t1", "in/doc.pdf", CONFIG)  # type: ignore[no-any-return]
 
 
@@ -152,7 +157,7 @@ class Counting:
 async def test_pages_in_flight_are_capped_across_documents(stages, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(graphs.documents, "PAGES_IN_FLIGHT", 2)
     stages["pages"] = pages = Counting(stages["pages"])
-    graph = instance(DocumentsGraph, *stages.values())
+    graph = graph_of(stages)
     results = await asyncio.gather(*(graph.parse(t, "in/doc.pdf", CONFIG) for t in "ab"))
     assert [r["page_count"] for r in results] == [PAGES, PAGES]
     assert pages.started == 2 * PAGES and max(pages.in_flight) == 2
