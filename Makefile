@@ -15,6 +15,10 @@ export RAY_DASHBOARD_HOST ?= 127.0.0.1
 # `ray start` turns token auth on; clients must then send the token (~/.ray/auth_token,
 # which `make run` creates on a machine that has none).
 export RAY_AUTH_MODE ?= token
+# Ray's settings for every node (cluster/ray.env; a value from the environment wins):
+# `ray start` passes them on to the proxy and the replicas.
+RAY_ENV_NAMES := $(shell sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' cluster/ray.env)
+$(foreach name,$(RAY_ENV_NAMES),$(eval export $(name) ?= $(shell sed -n 's/^$(name)=//p' cluster/ray.env)))
 # `make run DIRECT_INGRESS=1`: Ray Serve's direct ingress (Ray 2.60). The ingress replica
 # then also answers on its own port (30000, then up) without the proxy's hop: a no-op
 # request 1.4 ms instead of 5.4 ms here (bench/platform.py); :8000 keeps working through

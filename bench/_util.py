@@ -39,13 +39,18 @@ def free_port() -> int:
 
 
 def start_ray(memory_bytes: int | None = None) -> None:
-    """A fresh local Ray for one benchmark: two CPUs, no dashboard, the repo importable.
+    """A fresh local Ray for one benchmark: two CPUs, no dashboard, the repo importable,
+    Ray's settings of ``cluster/ray.env`` (as ``make run``) unless the environment has its own.
 
     ``memory_bytes`` sizes the node's memory resource to what the benchmark deploys,
     whatever other processes hold at the time (Ray would size it from the free memory).
     """
     import ray
 
+    from cluster.profiles import ray_env
+
+    for name, value in ray_env().items():
+        os.environ.setdefault(name, value)
     extra = {} if memory_bytes is None else {"_memory": memory_bytes}
     ray.init(
         num_cpus=2,

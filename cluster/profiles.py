@@ -19,6 +19,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 GPU_CONFIG = REPO / "cluster" / "serve_config.gpu.yaml"
 RAYSERVICE = REPO / "cluster" / "rayservice.yaml"
+RAY_ENV = REPO / "cluster" / "ray.env"
 IMAGE = "visionserve:0.1.0"
 SECRET = "visionserve"  # holds VISIONSERVE_DATABASE_URL, _REDIS_URL, _BLOBS__..., _SECRET_KEY
 
@@ -85,12 +86,20 @@ def _group(
     }
 
 
+def ray_env() -> dict[str, str]:
+    """Ray's settings for every node (``cluster/ray.env``: ``NAME=value`` lines)."""
+    lines = RAY_ENV.read_text().splitlines()
+    pairs = (line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
 def _container(
     name: str, limits: dict[str, Any], *, gpu: bool = False, ports: list[Any] | None = None
 ) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": name,
         "image": f"{IMAGE}-gpu" if gpu else IMAGE,
+        "env": [{"name": name, "value": value} for name, value in ray_env().items()],
         "envFrom": [{"secretRef": {"name": SECRET}}],
         "resources": {"limits": limits, "requests": limits},
     }
