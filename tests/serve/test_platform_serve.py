@@ -134,3 +134,27 @@ def test_60mb_body_is_refused_without_buffering(serve_cluster) -> None:  # type:
     assert r.json()["error"]["type"] == "image_too_large"
     growth_mb = {pid: (rss_kb(pid) - before[pid]) / 1024 for pid in pids}
     assert all(g < 20 for g in growth_mb.values()), growth_mb
+
+
+def test_a_response_over_grpcs_4_mib_passes_the_proxy(serve_cluster) -> None:  # type: ignore[no-untyped-def]
+    """cluster/ray.env: the proxy reaches the replicas over gRPC, whose messages Ray caps at
+    4 MiB unless told otherwise; a cut-out's PNG is often larger."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    assert os.environ["RAY_SERVE_PROXY_USE_GRPC"] == "1"  # as `make run` starts Ray
+    noise = np.random.default_rng(0).integers(0, 256, (700, 700, 4), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, "PNG")
+    r = httpx.post(
+        f"{serve_cluster.base_url}/cutout/upscale",
+        json={"image": base64.b64encode(buf.getvalue()).decode(), "scale_factor": 2},
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text[:300]
+    assert len(r.content) > 6 * 1024 * 1024
+    out = Image.open(io.BytesIO(base64.b64decode(r.json()["image_base64"])))
+    assert out.size == (1400, 1400)
