@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import OrderedDict
 from typing import Any
 
@@ -92,12 +93,19 @@ class DocumentPages:
         )
 
 
+#: Pages a replica OCRs at once (a tesseract process each): one per core, up to what its
+#: memory reservation holds.
+OCR_SLOTS = min(os.cpu_count() or 1, 4)
+
+
 @serve.deployment(
     name="ocr",
-    # 0.2 GB at rest; up to four pages in flight.
+    # 0.2 GB at rest plus OCR_SLOTS pages being read; the other pages wait here, where
+    # each starts the moment a slot frees, rather than in Serve's router, which retries
+    # a refused request with a backoff of up to 0.5 s.
     ray_actor_options={"num_cpus": model_cpus(), "memory": 3 * GiB // 4},
     autoscaling_config=autoscaling(2),
-    max_ongoing_requests=4,
+    max_ongoing_requests=8,
     max_queued_requests=512,
     **HEALTH,
 )
@@ -126,6 +134,7 @@ class Ocr:
             else self.engine
         )
         log.info(line)
+        self.slots = asyncio.Semaphore(OCR_SLOTS)
 
     @measured
     async def recognize(self, page: Page, strategy: str, layout: str = "auto") -> Page:
@@ -135,7 +144,8 @@ class Ocr:
         if page.error:
             return page
         engine = self.block_engine if layout == "block" else self.engine
-        return await asyncio.to_thread(ocr_page, page, engine, strategy)
+        async with self.slots:
+            return await asyncio.to_thread(ocr_page, page, engine, strategy)
 
 
 @serve.deployment(

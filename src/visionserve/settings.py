@@ -75,7 +75,9 @@ class EgressSettings(BaseModel):
 class JobSettings(BaseModel):
     lease_s: float = Field(30.0, gt=0)
     heartbeat_s: float = Field(5.0, gt=0)
-    poll_s: float = Field(0.5, gt=0)
+    # How often an idle worker looks for a job: what a new job waits, half of it on average
+    # (a look costs 0.3 ms on SQLite).
+    poll_s: float = Field(0.1, gt=0)
     max_attempts: int = Field(3, ge=1)
     # A job whose replica or node died is queued again after this, doubling per attempt.
     retry_backoff_s: float = Field(2.0, ge=0)

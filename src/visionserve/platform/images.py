@@ -140,7 +140,7 @@ def sniff_format(data: bytes) -> str | None:
 
 
 def open_image(
-    data: bytes, *, allowed: Iterable[str] = DEFAULT_FORMATS, max_pixels: int
+    data: bytes, *, allowed: Iterable[str] = DEFAULT_FORMATS, max_pixels: int, load: bool = True
 ) -> Image.Image:
     """Decode an image safely.
 
@@ -152,9 +152,11 @@ def open_image(
         data: The encoded image.
         allowed: Pillow format names accepted (``"PNG"``, ``"JPEG"``, ``"WEBP"``, ...).
         max_pixels: The largest ``width * height`` accepted.
+        load: Decode the pixels now; with False the caller decodes (``load()``) the
+            frame it wants, and a corrupt one raises Pillow's error there.
 
     Returns:
-        The fully loaded image.
+        The image, loaded unless ``load`` is False.
 
     Raises:
         InvalidImage: Empty, zero or oversized dimensions, truncated or corrupt.
@@ -189,6 +191,8 @@ def open_image(
             f"{max_pixels} pixels",
             details={"field": "image", "width": width, "height": height, "max_pixels": max_pixels},
         )
+    if not load:
+        return img
     try:
         img.load()
     except _DECODE_ERRORS as exc:

@@ -102,7 +102,7 @@ def count_pages(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
             return int(doc.page_count)
         finally:
             doc.close()
-    img = open_image(data, allowed={_PILLOW_NAMES[kind]}, max_pixels=max_pixels)
+    img = _open_image_file(data, kind, max_pixels)
     return _frame_count(img, kind)
 
 
@@ -192,7 +192,7 @@ def iter_pages(
             doc.close()
         return
 
-    img = open_image(data, allowed={_PILLOW_NAMES[kind]}, max_pixels=max_pixels)
+    img = _open_image_file(data, kind, max_pixels)
     numbers = _select(_frame_count(img, kind), max_pages, page_numbers)
     for number in numbers:
         yield _guarded(
@@ -405,6 +405,14 @@ def _to_bbox(rect: Any, matrix: pymupdf.Matrix) -> BBox:
 # --- images ------------------------------------------------------------------------
 
 
+def _open_image_file(data: bytes, kind: str, max_pixels: int) -> Image.Image:
+    # A TIFF's frames are decoded one per page (_image_frame), not its first one
+    # for every page besides; a single picture is decoded here and fails fast.
+    return open_image(
+        data, allowed={_PILLOW_NAMES[kind]}, max_pixels=max_pixels, load=kind != "tiff"
+    )
+
+
 def _frame_count(img: Image.Image, kind: str) -> int:
     if kind != "tiff":
         return 1  # an animated PNG or WEBP is one picture: its first frame
@@ -423,7 +431,7 @@ def _image_frame(img: Image.Image, number: int, default_dpi: int, max_pixels: in
                 f"Page {number} is {width}x{height} pixels; the limit is {max_pixels} pixels",
                 details={"page": number, "width": width, "height": height},
             )
-        img.load()
+    img.load()
     frame = ImageOps.exif_transpose(img) or img
     return Page(number=number, image=_to_rgb(frame), dpi=_image_dpi(img, default_dpi))
 
