@@ -37,7 +37,9 @@ class PipelineActor:
         logging.getLogger("visionserve").setLevel(logging.INFO)
         self.spec = spec
         self.settings = Settings.model_validate(snapshot)
-        self.anomaly = anomaly.options(multiplexed_model_id=spec["model_id"])
+        from deployments.anomaly import frames_handle
+
+        self.anomaly = frames_handle(anomaly, spec["model_id"])
         self.runner: Any = None
         self.task: asyncio.Task[None] | None = None
         self.hub: Any = None
