@@ -523,3 +523,27 @@ def test_truncated_image() -> None:
             data[: len(data) // 2], file_name=None, high_resolution=False, max_pages=MAX_PAGES
         )
     assert exc.value.status == 400
+
+
+def test_table_cells_read_as_get_textbox_reads_them() -> None:
+    """Cells are read from the page's characters, walked once (source._char_lines);
+    they must say what ``page.get_textbox`` says for each, on rotated pages too."""
+    from tests.documents_fixtures import report_pdf
+    from tests.extract_fixtures import corpus
+    from visionserve.models.documents.source import _char_lines, _text_in
+
+    rotated = pymupdf.open(stream=report_pdf(4), filetype="pdf")
+    for page, angle in zip(rotated, (90, 180, 270, 0), strict=True):
+        page.set_rotation(angle)
+    docs = [rotated.tobytes()] + [g.data for g in corpus(languages=("en", "de", "fr", "es"))]
+    cells = 0
+    for data in docs:
+        for page in pymupdf.open(stream=data, filetype="pdf"):
+            lines = _char_lines(page)
+            for table in page.find_tables(use_layout=False).tables:
+                for row in table.rows:
+                    for cell in filter(None, row.cells):
+                        rect = pymupdf.Rect(cell) * page.derotation_matrix
+                        assert _text_in(lines, rect) == " ".join(page.get_textbox(rect).split())
+                        cells += 1
+    assert cells > 100, cells

@@ -252,6 +252,19 @@ def test_detector_finds_title_text_and_table(regions: list[list[Region]]) -> Non
     assert all(0 < r.confidence <= 1 for r in found)
 
 
+def test_detector_input_is_rapid_layouts_own(pages: list[Page]) -> None:
+    """Our float32 preprocessing feeds the network what rapid-layout's does."""
+    from rapid_layout.model_handler.pp.pre_process import PPPreProcess
+
+    from visionserve.models.documents.layout import _INPUT_SIZE, _network_input
+
+    theirs = PPPreProcess(img_size=_INPUT_SIZE)
+    for rgb in [pages[0].image, np.random.default_rng(0).integers(0, 256, (900, 700, 3), np.uint8)]:
+        ours = _network_input(rgb)
+        assert ours.dtype == np.float32 and ours.flags.c_contiguous
+        np.testing.assert_allclose(ours, theirs(np.ascontiguousarray(rgb[..., ::-1])), atol=1e-5)
+
+
 def test_detector_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(WeightError, match=r"layout_cdla\.onnx not found"):
         LayoutModel(tmp_path / "layout_cdla.onnx")

