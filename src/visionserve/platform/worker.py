@@ -164,6 +164,9 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
         self.running: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
+        # Set when a slot frees or the worker stops: the claim loop looks at once
+        # rather than after poll_s.
+        self._wake = asyncio.Event()
 
     @property
     def settings(self):  # type: ignore[no-untyped-def]
@@ -214,14 +217,17 @@ class Worker:
                 task.add_done_callback(partial(self._forget, claimed.id))
                 continue  # a slot may still be free: claim again at once
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.settings.poll_s)
+                await asyncio.wait_for(self._wake.wait(), self.settings.poll_s)
+            self._wake.clear()
 
     def _forget(self, job_id: str, _task: asyncio.Task[None]) -> None:
         self.running.pop(job_id, None)
+        self._wake.set()
 
     async def stop(self) -> None:
         """Stop claiming; give running jobs back to the queue for another worker."""
         self._stopping.set()
+        self._wake.set()
         for job_id, task in list(self.running.items()):
             task.cancel()
             with contextlib.suppress(BaseException):

@@ -121,6 +121,20 @@ async def test_progress_then_cancel_stops_the_handler(settings, queue) -> None: 
         await loop
 
 
+async def test_a_freed_slot_claims_the_next_job_at_once(settings, queue) -> None:  # type: ignore[no-untyped-def]
+    """A worker at its concurrency does not wait out poll_s when a job ends."""
+    jobs = settings.jobs.model_copy(update={"concurrency": 1, "poll_s": 30.0})
+    worker = Worker(build_context(settings.model_copy(update={"jobs": jobs})), kinds=KINDS)
+    first, second = add(settings, "echo"), add(settings, "echo")
+    loop = asyncio.create_task(worker.run())
+    try:
+        await wait_status(queue, first, "completed", timeout=5)
+        await wait_status(queue, second, "completed", timeout=5)
+    finally:
+        await worker.stop()
+        await asyncio.wait_for(loop, 5)  # stopping wakes the loop too
+
+
 async def test_stop_hands_running_jobs_back(settings, queue) -> None:  # type: ignore[no-untyped-def]
     worker = Worker(build_context(settings), kinds=KINDS)
     loop = asyncio.create_task(worker.run())
