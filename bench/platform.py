@@ -159,7 +159,8 @@ def serve_app(home: Path, database_url: str) -> None:
                     "model_home": str(get_settings().model_home),  # edit's models start
                 },
                 "surfaces": ["edit"],  # for its no-op route, GET /edit/health
-                "job_modules": ["tests.sample_jobs"],
+                # The sample surface accepts jobs; without its job module the job worker
+                # leaves them queued, as plain uvicorn runs none: both measure accepting.
                 "extra_surfaces": ["tests.sample_jobs:SURFACE"],
             }
         ),
