@@ -47,10 +47,9 @@ def start_ray(memory_bytes: int | None = None) -> None:
     """
     import ray
 
-    from cluster.profiles import ray_env
+    from cluster.profiles import use_ray_env
 
-    for name, value in ray_env().items():
-        os.environ.setdefault(name, value)
+    use_ray_env()
     extra = {} if memory_bytes is None else {"_memory": memory_bytes}
     ray.init(
         num_cpus=2,

@@ -10,6 +10,7 @@ profile. ``make serve-build`` writes both; a test fails when they drift from the
 from __future__ import annotations
 
 import copy
+import os
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,13 @@ def ray_env() -> dict[str, str]:
     lines = RAY_ENV.read_text().splitlines()
     pairs = (line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
     return {name.strip(): value.strip() for name, value in pairs}
+
+
+def use_ray_env() -> None:
+    """Put :func:`ray_env` in this process's environment, as ``make run`` exports it, for
+    a Ray started from here (its workers inherit it); a value already set wins."""
+    for name, value in ray_env().items():
+        os.environ.setdefault(name, value)
 
 
 def _container(

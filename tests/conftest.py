@@ -15,11 +15,10 @@ import pytest
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from cluster.profiles import ray_env
+from cluster.profiles import use_ray_env
 from visionserve.settings import Settings
 
-for _name, _value in ray_env().items():  # as `make run` starts Ray
-    os.environ.setdefault(_name, _value)
+use_ray_env()  # the shared test cluster runs as `make run` starts Ray
 
 pytest_plugins = [
     "tests.fixtures.s3server",

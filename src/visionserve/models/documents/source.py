@@ -402,7 +402,7 @@ def _char_lines(page: pymupdf.Page) -> list[tuple[_Box, list[tuple[_Box, str]]]]
     """The text layer's lines, each with its box and its characters' boxes, read once.
 
     ``page.get_textbox`` walks every character of the page for each rectangle it is
-    asked about (30 ms for the cells of a page with three small tables).
+    asked about: 46 of the 58 ms a page of the 50-page report took to render.
     """
     lines = []
     for block in page.get_textpage().extractRAWDICT()["blocks"]:
